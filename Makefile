@@ -1,0 +1,18 @@
+# The two commands of the README. Each builds the environment from requirements.lock when it
+# is missing (see .ci/venv.sh), then does its job.
+PYTHON_VENV = "$$(bash .ci/venv.sh)/bin/python"
+ARGS ?=
+
+.PHONY: homeworks test venv
+
+## Execute every homework notebook in place with papermill (offline defaults); ARGS="--only hw1 -p EPOCHS 2"
+homeworks:
+	@py=$(PYTHON_VENV) && $$py -m common.run_all $(ARGS)
+
+## Unit tests of common/ plus nbval re-execution of every committed notebook
+test:
+	@py=$(PYTHON_VENV) && $$py -m pytest $(ARGS)
+
+## Only build (or locate) the virtual environment
+venv:
+	@bash .ci/venv.sh

@@ -1,0 +1,179 @@
+"""One inference interface over every runtime, so that evaluation and timing treat them alike.
+
+``load(artifact, threads=...)`` takes a ``torch.nn.Module``, a pickled module or an
+ultralytics checkpoint (``.pt``/``.pth``), or the path of an exported model (TorchScript ``.torchscript``/``.ts``, ONNX ``.onnx``, OpenVINO ``.xml`` or its folder,
+TFLite ``.tflite``) and returns a :class:`Backend`: ``prepare(np.ndarray)`` converts the
+input once, ``run(prepared)`` is what the latency harness times, ``__call__`` does both and
+returns the first output as a numpy array. Every backend gets the same thread count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from common.env import DEFAULT_THREADS
+
+KINDS = ("pytorch", "torchscript", "onnxruntime", "openvino", "tflite")
+SUFFIX_KIND = {".pt": "pytorch", ".pth": "pytorch", ".torchscript": "torchscript",
+               ".ts": "torchscript", ".onnx": "onnxruntime",
+               ".xml": "openvino", ".tflite": "tflite"}
+
+
+@dataclass
+class Backend:
+    name: str
+    threads: int
+    device: str
+    prepare: Callable[[np.ndarray], Any]
+    run: Callable[[Any], Any]
+    to_numpy: Callable[[Any], np.ndarray]
+    sync: Callable[[], None] | None = None
+    handle: Any = field(default=None, repr=False)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.to_numpy(self.run(self.prepare(x)))
+
+
+def kind_of(artifact) -> str:
+    """Backend kind of a module or path; raises naming the supported formats."""
+    import torch
+
+    if isinstance(artifact, torch.nn.Module):
+        return "pytorch"
+    p = Path(artifact)
+    if p.is_dir():
+        xml = sorted(p.glob("*.xml"))
+        if xml:
+            return "openvino"
+    kind = SUFFIX_KIND.get(p.suffix.lower())
+    if kind is None:
+        raise ValueError(f"cannot tell the runtime of {p.name!r}; supported: a torch.nn.Module or "
+                         f"files ending in {', '.join(SUFFIX_KIND)} (or an OpenVINO folder)")
+    return kind
+
+
+def _first(out):
+    while isinstance(out, (list, tuple, dict)):
+        out = next(iter(out.values())) if isinstance(out, dict) else out[0]
+    return out
+
+
+def load_module(path) -> "torch.nn.Module":
+    """A module saved whole with ``torch.save(module)``, or the model of an ultralytics checkpoint."""
+    import torch
+
+    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    if isinstance(obj, dict):  # ultralytics checkpoint: prefer the EMA weights when present
+        obj = obj["ema"] if isinstance(obj.get("ema"), torch.nn.Module) else obj.get("model")
+    if not isinstance(obj, torch.nn.Module):
+        raise ValueError(f"{Path(path).name} holds a {type(obj).__name__}, not a saved module; "
+                         "save with torch.save(model) or pass the module itself")
+    return obj.float()
+
+
+def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
+         openvino_precision: str = "f32") -> Backend:
+    """Open ``artifact`` for inference with ``threads`` CPU threads (see module doc).
+
+    ``openvino_precision`` is OpenVINO's ``INFERENCE_PRECISION_HINT``: "f32" by default,
+    because on CPUs with AVX512-BF16 / AMX OpenVINO otherwise silently computes in bf16;
+    pass "bf16" to measure that mode on purpose. An int8 model stays int8 either way.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; choose cpu or cuda")
+    kind = kind_of(artifact)
+    if device == "cuda" and kind not in ("pytorch", "torchscript", "onnxruntime"):
+        raise ValueError(f"{kind} runs on the CPU here; use device='cpu'")
+    if kind in ("pytorch", "torchscript"):
+        import torch
+
+        torch.set_num_threads(threads)
+        if isinstance(artifact, torch.nn.Module):
+            model = artifact
+        elif kind == "pytorch":
+            model = load_module(artifact)
+        else:
+            model = torch.jit.load(str(artifact), map_location=device)
+        model = model.eval().to(device)
+        dtype = next((p.dtype for p in model.parameters()), torch.float32)
+
+        def run(x):
+            with torch.inference_mode():
+                return _first(model(x))
+
+        sync = torch.cuda.synchronize if device == "cuda" else None
+        return Backend(kind, threads, device,
+                       prepare=lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype),
+                       run=run, to_numpy=lambda y: y.float().cpu().numpy(), sync=sync, handle=model)
+    if kind == "onnxruntime":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
+        sess = ort.InferenceSession(str(artifact), so, providers=providers)
+        inp = sess.get_inputs()[0]
+        np_dtype = np.float16 if "float16" in inp.type else np.float32
+        return Backend(kind, threads, device,
+                       prepare=lambda a: {inp.name: np.ascontiguousarray(a, dtype=np_dtype)},
+                       run=lambda feed: sess.run(None, feed)[0],
+                       to_numpy=lambda y: np.asarray(y, dtype=np.float32), handle=sess)
+    if kind == "openvino":
+        import openvino as ov
+
+        p = Path(artifact)
+        xml = sorted(p.glob("*.xml"))[0] if p.is_dir() else p
+        if openvino_precision not in ("f32", "bf16", "f16"):
+            raise ValueError(f"unknown openvino_precision {openvino_precision!r}; choose f32, bf16 or f16")
+        compiled = ov.Core().compile_model(str(xml), "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+            "INFERENCE_PRECISION_HINT": openvino_precision})
+        request = compiled.create_infer_request()
+        out0 = compiled.output(0)
+
+        def run(a):
+            request.infer(a)  # sync, single request, input set by position
+            return request.get_tensor(out0).data
+
+        return Backend(kind, threads, device,
+                       prepare=lambda a: [np.ascontiguousarray(a, dtype=np.float32)],
+                       run=run, to_numpy=lambda y: np.array(y, dtype=np.float32), handle=compiled)
+    # tflite
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(artifact), num_threads=threads)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+
+    def prepare(a):
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if tuple(inp["shape"]) != a.shape:
+            if len(a.shape) == 4 and tuple(inp["shape"]) == (a.shape[0], *a.shape[2:], a.shape[1]):
+                a = np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # NCHW -> NHWC models
+            else:
+                interp.resize_tensor_input(inp["index"], a.shape)
+                interp.allocate_tensors()
+        scale, zero = inp.get("quantization", (0.0, 0))
+        if inp["dtype"] in (np.int8, np.uint8) and scale:
+            a = np.clip(np.round(a / scale + zero), np.iinfo(inp["dtype"]).min,
+                        np.iinfo(inp["dtype"]).max).astype(inp["dtype"])
+        return a
+
+    def run(a):
+        interp.set_tensor(inp["index"], a)
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        scale, zero = out.get("quantization", (0.0, 0))
+        return (y.astype(np.float32) - zero) * scale if out["dtype"] in (np.int8, np.uint8) and scale else y
+
+    return Backend(kind, threads, device, prepare=prepare, run=run,
+                   to_numpy=lambda y: np.asarray(y, dtype=np.float32), handle=interp)

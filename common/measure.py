@@ -1,0 +1,78 @@
+"""Measure a model the same way in every homework: size, latency (CPU, and GPU when there is
+one), peak memory in a fresh process; returns the registry columns plus the full statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common import backends, env, memory, size, timing
+
+
+@dataclass
+class Measurement:
+    """Registry-ready figures (``row()``) and the statistics behind them."""
+
+    path: Path
+    size_mb: float
+    gzip_mb: float
+    cpu: timing.LatencyStats
+    ram: memory.MemoryStats | None
+    gpu: timing.LatencyStats | None = None
+    vram_mb: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def row(self) -> dict:
+        return {"size_mb": self.size_mb, "gzip_mb": self.gzip_mb,
+                "latency_cpu_ms": self.cpu.median_ms, "latency_cpu_p90_ms": self.cpu.p90_ms,
+                "latency_gpu_ms": self.gpu.median_ms if self.gpu else None,
+                "ram_mb": self.ram.peak_rss_mb if self.ram else None, "vram_mb": self.vram_mb,
+                "threads": self.cpu.threads, "notes": "; ".join(self.notes)}
+
+
+def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int = env.DEFAULT_THREADS,
+            warmup: int = 10, repeats: int = 100, max_seconds: float = 20.0, ram: bool = True,
+            gpu: bool = True, label: str = "") -> Measurement:
+    """Measure a saved model (any format :mod:`common.backends` loads) at ``input_shape``.
+
+    CPU latency: ``repeats`` timed calls after ``warmup`` (capped at ``max_seconds``), on a
+    fixed zero-free random input, ``threads`` threads. RAM: peak RSS of a fresh process that
+    loads the model and runs 10 inferences. GPU latency and VRAM only when CUDA is present
+    and the format runs there; otherwise a note says why they are empty.
+    """
+    path = Path(artifact)
+    x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+    backend = backends.load(path, threads=threads)
+    prepared = backend.prepare(x)
+    cpu = timing.measure(lambda: backend.run(prepared), warmup=warmup, repeats=repeats,
+                         max_seconds=max_seconds, batch=input_shape[0], threads=threads,
+                         backend=label or backend.name)
+    env.set_threads(threads)  # some runtimes change torch's global thread count on load
+    notes = [f"cpu: median of {cpu.repeats} runs after {warmup} warm-up, batch {input_shape[0]}"]
+    ram_stats = memory.peak_memory(path, input_shape, threads=threads) if ram else None
+    gpu_stats, vram = None, None
+    if gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            notes.append("gpu: skipped (no CUDA)")
+        elif backend.name not in ("pytorch", "torchscript", "onnxruntime"):
+            notes.append(f"gpu: skipped ({backend.name} runs on the CPU here)")
+        else:
+            gb = backends.load(path, threads=threads, device="cuda")
+            gp = gb.prepare(x)
+            gpu_stats = timing.measure(lambda: gb.run(gp), warmup=warmup, repeats=repeats,
+                                       max_seconds=max_seconds, sync=gb.sync,
+                                       batch=input_shape[0], threads=threads,
+                                       backend=f"{label or gb.name} (cuda)")
+            vram = memory.peak_memory(path, input_shape, threads=threads, device="cuda").vram_mb
+    return Measurement(path, size.size_mb(path), size.gzip_mb(path), cpu, ram_stats,
+                       gpu_stats, vram, notes)
+
+
+def model_figures(model, input_shape: tuple[int, ...]) -> dict:
+    """Params, GFLOPs and weight sparsity of a torch module (registry columns)."""
+    return {"params": size.count_params(model), "gflops": size.gflops(model, input_shape),
+            "sparsity": size.sparsity(model)}

@@ -1,0 +1,288 @@
+"""The results registry ``results/experiments.csv``, its tables, and the shared plots.
+
+Every homework writes its experiments here, one row each, upserted by
+(homework, workload, dataset, name) so that a rerun replaces its rows instead of adding
+duplicates. Writes are atomic (temporary file + ``os.replace``) under a file lock.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable
+
+from common import env
+
+COLUMNS = ("homework", "workload", "dataset", "name", "method", "precision", "recall", "map50",
+           "map50_95", "accuracy", "f1", "sparsity", "params", "gflops", "size_mb", "gzip_mb",
+           "latency_cpu_ms", "latency_cpu_p90_ms", "latency_gpu_ms", "ram_mb", "vram_mb",
+           "threads", "notes")
+KEY = COLUMNS[:4]
+HOMEWORKS = ("hw1", "hw2", "hw3", "hw4", "hw5", "hw6")
+WORKLOADS = ("resnet18", "yolov8n")
+TEXT = {"homework", "workload", "dataset", "name", "method", "notes"}
+INTEGER = {"params", "threads"}
+#: decimals written to the CSV, per numeric column
+DECIMALS = {"precision": 4, "recall": 4, "map50": 4, "map50_95": 4, "accuracy": 4, "f1": 4,
+            "sparsity": 4, "gflops": 4, "size_mb": 4, "gzip_mb": 4, "latency_cpu_ms": 3,
+            "latency_cpu_p90_ms": 3, "latency_gpu_ms": 3, "ram_mb": 1, "vram_mb": 1}
+#: columns whose values vary run to run (timings, memory); shown with a unit in tables
+VARYING_UNITS = {"latency_cpu_ms": "ms", "latency_cpu_p90_ms": "ms", "latency_gpu_ms": "ms",
+                 "ram_mb": "MB RSS", "vram_mb": "MB VRAM"}
+
+
+class RegistryError(ValueError):
+    """A row that does not fit the registry's schema."""
+
+
+def registry_path() -> Path:
+    return env.results_dir() / "experiments.csv"
+
+
+def _cell(column: str, value) -> str:
+    """Validate and format one value for the CSV ('' for missing / not applicable)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return ""
+    if column in TEXT:
+        text = str(value).replace("\n", " ").strip()
+        if column in KEY and "," in text and column != "dataset":
+            raise RegistryError(f"{column} must not contain commas: {text!r}")
+        return text
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RegistryError(f"column {column!r} is numeric, got {value!r}") from None
+    if not math.isfinite(number):
+        raise RegistryError(f"column {column!r} got a non-finite value {value!r}")
+    if column in INTEGER:
+        return str(int(round(number)))
+    return f"{number:.{DECIMALS[column]}f}"
+
+
+def normalize(row: dict) -> dict[str, str]:
+    """A row checked against the schema and formatted as it will be written."""
+    unknown = set(row) - set(COLUMNS)
+    if unknown:
+        raise RegistryError(f"unknown columns {sorted(unknown)}; valid columns: {', '.join(COLUMNS)}")
+    missing = [k for k in KEY if not str(row.get(k) or "").strip()]
+    if missing:
+        raise RegistryError(f"row lacks the key columns {missing} (key: {', '.join(KEY)})")
+    if row["homework"] not in HOMEWORKS:
+        raise RegistryError(f"unknown homework {row['homework']!r}; valid: {', '.join(HOMEWORKS)}")
+    if row["workload"] not in WORKLOADS:
+        raise RegistryError(f"unknown workload {row['workload']!r}; valid: {', '.join(WORKLOADS)}")
+    out = {c: _cell(c, row.get(c)) for c in COLUMNS}
+    for col in ("precision", "recall", "map50", "map50_95", "accuracy", "f1", "sparsity"):
+        if out[col] and not 0.0 <= float(out[col]) <= 1.0:
+            raise RegistryError(f"{col} must lie in [0, 1], got {row[col]!r}")
+    return out
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def read_rows(path: Path | None = None) -> list[dict[str, str]]:
+    path = path or registry_path()
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise RegistryError(f"{path} has columns {reader.fieldnames}, expected {list(COLUMNS)}")
+        return list(reader)
+
+
+def upsert(rows: dict | Iterable[dict], path: Path | None = None) -> Path:
+    """Insert or replace rows by (homework, workload, dataset, name); atomic, all or nothing.
+
+    Every row is validated before anything is written. Existing rows keep their position;
+    new rows are appended in the order given.
+    """
+    rows = [rows] if isinstance(rows, dict) else list(rows)
+    new = [normalize(r) for r in rows]  # raises before any write
+    keys = [tuple(r[k] for k in KEY) for r in new]
+    if len(set(keys)) != len(keys):
+        raise RegistryError("the same (homework, workload, dataset, name) appears twice in one upsert")
+    path = path or registry_path()
+    with _locked(path):
+        current = read_rows(path)
+        index = {tuple(r[k] for k in KEY): i for i, r in enumerate(current)}
+        for key, row in zip(keys, new):
+            if key in index:
+                current[index[key]] = row
+            else:
+                index[key] = len(current)
+                current.append(row)
+        fd, tmp = tempfile.mkstemp(prefix=".experiments-", suffix=".csv", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(current)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    _log_to_mlflow(new)
+    return path
+
+
+def _log_to_mlflow(rows: list[dict[str, str]]) -> None:
+    """When ``MLFLOW_TRACKING_URI`` is set, log each upserted row as an MLflow run."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    import mlflow
+
+    mlflow.set_experiment("nn-compression")
+    for row in rows:
+        with mlflow.start_run(run_name="/".join(row[k] for k in KEY)):
+            mlflow.log_params({k: row[k] for k in ("homework", "workload", "dataset", "name",
+                                                   "method", "threads") if row[k]})
+            metrics = {k: float(v) for k, v in row.items() if k not in TEXT and k != "threads" and v}
+            mlflow.log_metrics(metrics)
+            if row["notes"]:
+                mlflow.set_tag("notes", row["notes"])
+
+
+def load(path: Path | None = None, **filters) -> "pandas.DataFrame":
+    """The registry as a DataFrame (numbers as floats), optionally filtered by column values."""
+    import pandas as pd
+
+    path = path or registry_path()
+    if not path.exists():
+        return pd.DataFrame(columns=list(COLUMNS))
+    df = pd.read_csv(path, dtype={c: str for c in TEXT}, keep_default_na=False,
+                     na_values={c: [""] for c in COLUMNS if c not in TEXT})
+    for col, value in filters.items():
+        if col not in COLUMNS:
+            raise RegistryError(f"cannot filter on {col!r}; columns: {', '.join(COLUMNS)}")
+        df = df[df[col] == value]
+    return df.reset_index(drop=True)
+
+
+def _fmt(column: str, value) -> str:
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if column in TEXT:
+        return str(value)
+    if column in INTEGER:
+        return f"{int(value):,}" if column == "params" else str(int(value))
+    text = f"{float(value):.{DECIMALS[column]}f}"
+    return f"{text} {VARYING_UNITS[column]}" if column in VARYING_UNITS else text
+
+
+def table(df, columns: Iterable[str] | None = None, drop_empty: bool = True):
+    """A display-ready copy of registry rows: numbers at fixed precision, the run-to-run
+    varying measurements (latency, RAM) carrying their unit; empty columns dropped."""
+    import pandas as pd
+
+    columns = list(columns or COLUMNS)
+    out = pd.DataFrame({c: [_fmt(c, v) for v in df[c]] for c in columns})
+    if drop_empty:
+        out = out.loc[:, [c for c in out.columns if (out[c] != "").any()]]
+    return out
+
+
+def show(df, columns: Iterable[str] | None = None):
+    """Render registry rows as an HTML table (deterministic markup, no random ids)."""
+    from IPython.display import HTML
+
+    html = table(df, columns).to_html(index=False, border=0, classes="nnc-results")
+    style = ("<style>.nnc-results td,.nnc-results th{padding:2px 8px;text-align:right}"
+             ".nnc-results td:nth-child(-n+5){text-align:left}</style>")
+    return HTML(style + html)
+
+
+def markdown(df, columns: Iterable[str] | None = None) -> str:
+    """Registry rows as a GitHub-markdown table."""
+    t = table(df, columns)
+    lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in t.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plots
+
+def plot_confusion(cm, classes, ax=None, title: str = "confusion matrix"):
+    """Confusion matrix heat map with counts (rows: true class, columns: predicted)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.asarray(cm)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.5))
+    im = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+    plt.colorbar(im, ax=ax, fraction=0.046)
+    return ax
+
+
+def plot_images(x, labels, classes, mean, std, n: int = 16, title: str = "samples"):
+    """A grid of (de-normalised) images from a classification split with their labels."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n = min(n, len(x))
+    ncols = min(8, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.6 * nrows), squeeze=False)
+    m, s = np.asarray(mean)[:, None, None], np.asarray(std)[:, None, None]
+    for ax, img, lab in zip(axes.flat, x[:n], labels[:n]):
+        ax.imshow(np.clip(np.asarray(img) * s + m, 0, 1).transpose(1, 2, 0))
+        ax.set_title(classes[int(lab)], fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_detections(images, predictions, truths, class_names, ncols: int = 4,
+                    title: str = "predictions (solid) vs ground truth (dashed)"):
+    """Draw predicted boxes (solid, with class and confidence) and ground-truth boxes (dashed)
+    on images. ``predictions[i]``: array N x 6 (x1, y1, x2, y2, conf, cls); ``truths[i]``:
+    array M x 5 (cls, x1, y1, x2, y2), pixels."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = len(images)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3 * nrows), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, img, pred, truth in zip(axes.flat, images, predictions, truths):
+        ax.imshow(img)
+        for c, x1, y1, x2, y2 in truth:
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ls="--", lw=1,
+                                   ec=colours(int(c) % 10)))
+        for x1, y1, x2, y2, conf, c in pred:
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.5,
+                                   ec=colours(int(c) % 10)))
+            ax.text(x1, y1 - 1, f"{class_names[int(c)]} {conf:.2f}", fontsize=6, color="white",
+                    bbox=dict(fc=colours(int(c) % 10), ec="none", pad=0.5))
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

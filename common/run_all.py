@@ -1,0 +1,105 @@
+"""Execute the homework notebooks in order with papermill, in place.
+
+    python -m common.run_all                      # every homework, offline defaults
+    python -m common.run_all --only hw1 hw3       # a subset
+    python -m common.run_all -p EPOCHS 2 -p SEED 1  # papermill parameters, passed through
+
+Each notebook runs into a temporary file that replaces the committed one only on success,
+so a failure never leaves a half-executed notebook behind; the failed copy is kept under
+``artifacts/failed/`` and the failing cell is named. The results table is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from common.env import REPO_ROOT, artifacts_dir
+
+
+def notebooks(root: Path = REPO_ROOT) -> list[Path]:
+    """The homework notebooks ``hwN_*/hwN_*.ipynb`` in homework order."""
+    found = [p for p in sorted(root.glob("hw*_*/hw*_*.ipynb"))
+             if p.stem == p.parent.name and ".ipynb_checkpoints" not in p.parts]
+    return sorted(found, key=lambda p: int(p.stem[2:].split("_")[0]))
+
+
+def select(only: list[str] | None, root: Path = REPO_ROOT) -> list[Path]:
+    """Notebooks named by ``only`` (``hw1`` or ``hw1_baseline``); unknown names raise."""
+    books = notebooks(root)
+    if not only:
+        return books
+    by_name = {}
+    for p in books:
+        by_name[p.stem] = p
+        by_name[p.stem.split("_")[0]] = p
+    unknown = [o for o in only if o not in by_name]
+    if unknown:
+        raise SystemExit(f"unknown homework(s) {unknown}; valid: "
+                         f"{', '.join(p.stem.split('_')[0] for p in books)}")
+    return [p for p in books if p in {by_name[o] for o in only}]
+
+
+def parse_parameters(pairs: list[list[str]] | None) -> dict:
+    """``-p NAME VALUE`` pairs; values are read as YAML literals (3, 0.5, true, [1, 2], text)."""
+    return {name: yaml.safe_load(value) for name, value in (pairs or [])}
+
+
+def run(paths: list[Path], parameters: dict, kernel: str | None = None) -> float:
+    """Run each notebook in place; returns total seconds. Exits non-zero on the first failure."""
+    import papermill as pm
+
+    total = 0.0
+    for i, nb in enumerate(paths, 1):
+        print(f"[{i}/{len(paths)}] {nb.parent.name}/{nb.name}", flush=True)
+        fd, tmp = tempfile.mkstemp(suffix=".ipynb", dir=nb.parent, prefix=f".{nb.stem}-")
+        os.close(fd)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(nb), tmp, parameters=parameters, kernel_name=kernel,
+                                cwd=str(nb.parent), progress_bar=True, log_output=False)
+        except pm.PapermillExecutionError as e:
+            failed = artifacts_dir() / "failed" / nb.name
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(tmp, failed)
+            print(f"\nFAILED {nb.name} in cell {e.cell_index} (execution count {e.exec_count}): "
+                  f"{e.ename}: {e.evalue}\nthe executed copy is at {failed}; "
+                  f"{nb.name} was left as it was", file=sys.stderr)
+            raise SystemExit(1)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        os.replace(tmp, nb)
+        seconds = time.perf_counter() - t0
+        total += seconds
+        print(f"    done in {seconds:.0f} s", flush=True)
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", metavar="HW", help="homeworks to run, e.g. hw1 hw3")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                        help="papermill parameter passed to every selected notebook")
+    parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    args = parser.parse_args(argv)
+    paths = select(args.only)
+    if not paths:
+        raise SystemExit("no homework notebooks found")
+    total = run(paths, parse_parameters(args.parameter), args.kernel)
+    print(f"\nall {len(paths)} notebook(s) ran in {total:.0f} s\n")
+    from common import report
+
+    print(report.markdown(report.load()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from common import backends, memory
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(8, 5)).eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("exported")
+    model = tiny_model()
+    x = torch.randn(1, 3, 16, 16)
+    torch.save(model, d / "model.pt")
+    torch.jit.trace(model, x).save(str(d / "model.torchscript"))
+    torch.onnx.export(model, (x,), str(d / "model.onnx"), input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    import openvino as ov
+
+    # save_model compresses weights to fp16 unless told otherwise
+    ov.save_model(ov.convert_model(str(d / "model.onnx")), str(d / "ov" / "model.xml"), compress_to_fp16=False)
+    return model, d
+
+
+@pytest.mark.parametrize("name, kind", [("model.pt", "pytorch"), ("model.torchscript", "torchscript"),
+                                        ("model.onnx", "onnxruntime"), ("ov", "openvino")])
+def test_every_backend_gives_the_same_outputs(exported, name, kind):
+    model, d = exported
+    x = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    b = backends.load(d / name, threads=1)
+    assert b.name == kind and b.threads == 1
+    np.testing.assert_allclose(b(x), ref, atol=1e-5)
+
+
+def test_unknown_formats_and_arguments(tmp_path):
+    with pytest.raises(ValueError, match="supported: a torch.nn.Module or files ending in"):
+        backends.kind_of(tmp_path / "model.caffemodel")
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        backends.load(tiny_model(), threads=0)
+    with pytest.raises(ValueError, match="choose cpu or cuda"):
+        backends.load(tiny_model(), device="tpu")
+
+
+def test_peak_memory_runs_in_a_fresh_process(exported):
+    _, d = exported
+    m = memory.peak_memory(d / "model.onnx", (1, 3, 16, 16), threads=1, runs=3)
+    assert m.peak_rss_mb > m.baseline_rss_mb > 5
+    assert m.vram_mb is None and m.runs == 3
+    with pytest.raises(RuntimeError, match="memory measurement of missing.onnx failed"):
+        memory.peak_memory(d / "missing.onnx", (1, 3, 16, 16))

@@ -1,0 +1,114 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from common import data
+from common.data import DatasetError
+from common.shapes import CLASSES, ShapesConfig, generate
+
+
+@pytest.mark.parametrize("workload, dataset, message", [
+    ("bert", "digits", "valid workloads: resnet18, yolov8n"),
+    ("resnet18", "imagenet", "valid names: digits, cifar10"),
+    ("yolov8n", "voc", "valid names: shapes, coco8, coco128"),
+    ("resnet18", "shapes", "belongs to workload 'yolov8n'"),
+    ("yolov8n", "/nonexistent/data.yaml", "data.yaml not found"),
+    ("resnet18", "/nonexistent/folder", "ImageFolder directory not found"),
+])
+def test_bad_names_fail_early_naming_the_choices(workload, dataset, message):
+    with pytest.raises(DatasetError, match=message):
+        data.resolve(workload, dataset)
+
+
+@pytest.mark.parametrize("workload, dataset, default", [
+    ("resnet18", "cifar10", "digits"), ("yolov8n", "coco128", "shapes")])
+def test_network_datasets_fail_early_offline(monkeypatch, workload, dataset, default):
+    monkeypatch.setenv("NNC_OFFLINE", "1")
+    with pytest.raises(DatasetError, match=f"offline default '{default}'"):
+        data.resolve(workload, dataset)
+
+
+def test_yaml_without_required_keys(tmp_path):
+    y = tmp_path / "data.yaml"
+    y.write_text("train: images/train\n")
+    with pytest.raises(DatasetError, match=r"lacks the keys \['val', 'names'\]"):
+        data.resolve("yolov8n", str(y))
+
+
+def test_empty_image_folder(tmp_path):
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "dogs").mkdir()
+    with pytest.raises(DatasetError, match="not a usable ImageFolder"):
+        data.resolve("resnet18", str(tmp_path))
+
+
+def test_image_folder_loads(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    d = data.load_classification(str(tmp_path), img_size=16)
+    assert d.classes == ["a", "b"] and d.x_train.shape[1:] == (3, 16, 16)
+    assert sum(d.sizes().values()) == 12
+
+
+def test_digits_split_is_fixed_stratified_and_normalised():
+    a = data.load_classification("digits", img_size=32)
+    b = data.load_classification("digits", img_size=32)
+    assert a.sizes() == {"train": 1077, "val": 360, "test": 360}
+    assert a.x_train.shape == (1077, 3, 32, 32)
+    assert (a.x_test == b.x_test).all() and (a.y_train == b.y_train).all()
+    assert np.bincount(a.y_test.numpy()).min() >= 35  # every digit in the test split
+    assert abs(float(a.x_train.mean())) < 1e-3 and abs(float(a.x_train.std()) - 1) < 0.05
+    with pytest.raises(DatasetError, match="unknown split"):
+        a.split("holdout")
+
+
+def test_calibration_subset_bounds():
+    d = data.load_classification("digits", img_size=16)
+    assert data.calibration_subset(d, 64).shape == (64, 3, 16, 16)
+    assert (data.calibration_subset(d, 8, seed=1) == data.calibration_subset(d, 8, seed=1)).all()
+    for n in (0, 1078):
+        with pytest.raises(DatasetError, match="between 1 and the training split size 1077"):
+            data.calibration_subset(d, n)
+
+
+def _tree_digest(root):
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "data.yaml"):
+        h.update(f.relative_to(root).as_posix().encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_shapes_generation_is_deterministic_atomic_and_valid(tmp_path):
+    cfg = ShapesConfig(n_train=12, n_val=4, n_test=4, seed=3)
+    y1 = generate(tmp_path / "one", cfg)
+    y2 = generate(tmp_path / "two", cfg)
+    assert _tree_digest(y1.parent) == _tree_digest(y2.parent)
+    assert [p.name for p in (tmp_path / "one").iterdir()] == [cfg.key()]  # no temp dirs left
+    labels = [line.split() for f in (y1.parent / "labels").rglob("*.txt")
+              for line in f.read_text().splitlines() if line]
+    assert len(labels) >= 20
+    cls = np.array([int(l[0]) for l in labels])
+    box = np.array([[float(v) for v in l[1:]] for l in labels])
+    assert cls.min() >= 0 and cls.max() < len(CLASSES)
+    assert (box > 0).all() and (box <= 1).all()
+    assert len(data.detection_images(str(y1), "test")) == 4
+    with pytest.raises(ValueError, match="min_size"):
+        ShapesConfig(min_size=2)
+
+
+def test_shapes_generation_failure_leaves_nothing(tmp_path, monkeypatch):
+    import common.shapes as shapes
+
+    def boom(*a, **k):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(shapes, "_draw_image", boom)
+    with pytest.raises(RuntimeError):
+        generate(tmp_path, ShapesConfig(n_train=2, n_val=1, n_test=1))
+    assert list(tmp_path.iterdir()) == []

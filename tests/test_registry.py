@@ -1,0 +1,103 @@
+import csv
+
+import pytest
+
+from common import report
+from common.report import COLUMNS, RegistryError
+
+ROW = {"homework": "hw1", "workload": "resnet18", "dataset": "digits", "name": "baseline",
+       "method": "fp32", "accuracy": 0.987654321, "params": 11173962.0, "size_mb": 42.71,
+       "latency_cpu_ms": 1.23456, "threads": 2}
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_schema_is_exactly_the_contract():
+    assert COLUMNS == tuple(
+        "homework,workload,dataset,name,method,precision,recall,map50,map50_95,accuracy,f1,"
+        "sparsity,params,gflops,size_mb,gzip_mb,latency_cpu_ms,latency_cpu_p90_ms,"
+        "latency_gpu_ms,ram_mb,vram_mb,threads,notes".split(","))
+
+
+def test_upsert_inserts_formats_and_replaces_in_place(tmp_path):
+    path = tmp_path / "experiments.csv"
+    report.upsert(ROW, path)
+    report.upsert({**ROW, "name": "other", "accuracy": 0.5}, path)
+    report.upsert({**ROW, "accuracy": 0.9, "notes": "rerun"}, path)  # same key: replaced
+    got = rows(path)
+    assert [r["name"] for r in got] == ["baseline", "other"]
+    assert got[0]["accuracy"] == "0.9000" and got[0]["notes"] == "rerun"
+    assert got[0]["params"] == "11173962" and got[0]["latency_cpu_ms"] == "1.235"
+    assert got[0]["recall"] == ""  # not applicable stays empty
+    with open(path) as f:
+        assert f.readline().strip() == ",".join(COLUMNS)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"colour": "red"}, "unknown columns"),
+    ({"name": ""}, "key columns"),
+    ({"homework": "hw9"}, "unknown homework"),
+    ({"workload": "bert"}, "unknown workload"),
+    ({"accuracy": "high"}, "numeric"),
+    ({"accuracy": 1.5}, r"\[0, 1\]"),
+    ({"latency_cpu_ms": float("inf")}, "non-finite"),
+])
+def test_bad_rows_are_refused_before_anything_is_written(tmp_path, bad, message):
+    path = tmp_path / "experiments.csv"
+    report.upsert(ROW, path)
+    before = path.read_bytes()
+    with pytest.raises(RegistryError, match=message):
+        report.upsert([{**ROW, "name": "fine"}, {**ROW, "name": "x", **bad}], path)
+    assert path.read_bytes() == before
+
+
+def test_duplicate_keys_in_one_call_are_refused(tmp_path):
+    with pytest.raises(RegistryError, match="twice"):
+        report.upsert([ROW, ROW], tmp_path / "e.csv")
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "experiments.csv"
+    report.upsert(ROW, path)
+    before = path.read_bytes()
+
+    def explode(self, rows):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", explode)
+    with pytest.raises(OSError, match="disk full"):
+        report.upsert({**ROW, "name": "new"}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments.csv", "experiments.csv.lock"]
+
+
+def test_load_filter_and_table_units(tmp_path):
+    path = tmp_path / "experiments.csv"
+    report.upsert([ROW, {**ROW, "workload": "yolov8n", "dataset": "shapes", "map50": 0.81,
+                         "ram_mb": 512.25}], path)
+    df = report.load(path, workload="yolov8n")
+    assert len(df) == 1 and df.loc[0, "map50"] == pytest.approx(0.81)
+    shown = report.table(report.load(path))
+    assert shown.loc[0, "latency_cpu_ms"] == "1.235 ms"
+    assert shown.loc[1, "ram_mb"] == "512.2 MB RSS"
+    assert "recall" not in shown.columns  # empty everywhere: dropped
+    assert "| homework |" in report.markdown(report.load(path))
+    with pytest.raises(RegistryError, match="cannot filter"):
+        report.load(path, colour="red")
+
+
+def test_mlflow_logging_to_a_local_sqlite_store(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", str(tmp_path / "mlruns"))
+    report.upsert(ROW, tmp_path / "experiments.csv")
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["nn-compression"])
+    assert len(runs) == 1
+    assert runs.loc[0, "metrics.accuracy"] == pytest.approx(0.9877)
+    assert runs.loc[0, "params.workload"] == "resnet18"

@@ -1,0 +1,75 @@
+import csv
+import json
+
+import nbformat
+import pytest
+
+from common import run_all
+from common.env import REPO_ROOT
+
+
+def test_notebooks_are_found_in_homework_order():
+    books = run_all.notebooks()
+    assert books and books[0].name == "hw1_baseline.ipynb"
+    numbers = [int(p.stem[2:].split("_")[0]) for p in books]
+    assert numbers == sorted(numbers)
+    assert run_all.select(["hw1"]) == [books[0]] == run_all.select(["hw1_baseline"])
+    with pytest.raises(SystemExit, match=r"unknown homework\(s\) \['hw9'\]; valid: hw1"):
+        run_all.select(["hw9"])
+
+
+def test_parameters_are_read_as_literals():
+    got = run_all.parse_parameters([["EPOCHS", "3"], ["LR", "0.5"], ["NAMES", "[a, b]"], ["D", "digits"]])
+    assert got == {"EPOCHS": 3, "LR": 0.5, "NAMES": ["a", "b"], "D": "digits"}
+
+
+def _notebook(path, sources):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    path.parent.mkdir(parents=True)
+    nbformat.write(nb, str(path))
+    return path.read_bytes()
+
+
+def test_a_failing_notebook_stops_the_run_names_the_cell_and_is_left_untouched(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "artifacts"))
+    good = tmp_path / "hw1_ok" / "hw1_ok.ipynb"
+    bad = tmp_path / "hw2_bad" / "hw2_bad.ipynb"
+    later = tmp_path / "hw3_later" / "hw3_later.ipynb"
+    _notebook(good, ["X = 1", "print(X * 2)"])
+    before = _notebook(bad, ["X = 1", "y = 2", "raise ValueError('broken on purpose')"])
+    _notebook(later, ["X = 1"])
+    books = run_all.notebooks(tmp_path)
+    assert books == [good, bad, later]
+    with pytest.raises(SystemExit) as exit_info:
+        run_all.run(books, {"X": 5})
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "FAILED hw2_bad.ipynb in cell" in err and "ValueError: broken on purpose" in err
+    assert bad.read_bytes() == before                     # nothing half-written in place
+    assert (tmp_path / "artifacts" / "failed" / "hw2_bad.ipynb").exists()
+    assert "10" in json.dumps(nbformat.read(str(good), 4).cells[-1].outputs)  # X injected, ran
+    assert not nbformat.read(str(later), 4).cells[0].get("outputs")  # never reached
+    assert sorted(p.name for p in bad.parent.iterdir()) == ["hw2_bad.ipynb"]
+
+
+def test_papermill_parameters_take_effect_in_hw1(tmp_path, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.setenv("NNC_RESULTS", str(tmp_path / "results"))
+    out = tmp_path / "hw1.ipynb"
+    params = {"WORKLOADS": ["resnet18"], "RESNET_EPOCHS": 1, "WARMUP": 1, "REPEATS": 5}
+    pm.execute_notebook(str(REPO_ROOT / "hw1_baseline" / "hw1_baseline.ipynb"), str(out),
+                        parameters=params, cwd=str(REPO_ROOT / "hw1_baseline"), progress_bar=False)
+    nb = nbformat.read(str(out), 4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "RESNET_EPOCHS = 1" in injected[0].source
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "resnet18-digits-32px-e1-" in text            # the 1-epoch recipe was trained / loaded
+    assert "yolov8n test:" not in text and "yolov8n: " not in text  # only the chosen workload
+    with open(tmp_path / "results" / "experiments.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["workload"], r["name"]) for r in rows] == [("resnet18", "baseline")]
+    assert rows[0]["notes"].startswith("1 epochs") and "5 runs after 1 warm-up" in rows[0]["notes"]

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import torch
+
+from common import data, workloads
+from common.workloads import TrainConfig
+
+
+def test_resnet18_has_a_cifar_stem():
+    m = workloads.build_resnet18(10).eval()
+    assert m.conv1.kernel_size == (3, 3) and m.conv1.stride == (1, 1)
+    assert isinstance(m.maxpool, torch.nn.Identity)
+    assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert 11.1e6 < sum(p.numel() for p in m.parameters()) < 11.2e6
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(workload="bert"), "valid workloads"),
+    (dict(epochs=0), "epochs >= 1"),
+    (dict(workload="yolov8n", weights="yolov9.pt"), "unknown yolov8n weights"),
+    (dict(weights="yolov8n.pt"), "from scratch"),
+])
+def test_bad_training_configs(kwargs, message):
+    base = dict(workload="resnet18", dataset="digits", img_size=32, epochs=1, batch=8, lr=0.1)
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{**base, **kwargs})
+
+
+def test_cache_key_depends_on_every_field():
+    a = TrainConfig("resnet18", "digits", 32, 4, 64, 0.05)
+    assert a.key() == TrainConfig("resnet18", "digits", 32, 4, 64, 0.05).key()
+    assert a.key() != TrainConfig("resnet18", "digits", 32, 4, 64, 0.06).key()
+    assert a.key().startswith("resnet18-digits-32px-e4-s0-")
+
+
+def test_bad_baseline_requests_fail_before_any_work(monkeypatch):
+    monkeypatch.setenv("NNC_OFFLINE", "1")
+    with pytest.raises(ValueError, match="unknown training options"):
+        workloads.baseline("resnet18", epoch=3)
+    with pytest.raises(data.DatasetError, match="offline default 'digits'"):
+        workloads.baseline("resnet18", "cifar10")
+    with pytest.raises(data.DatasetError, match="offline; use weights='scratch'"):
+        workloads.baseline("yolov8n", weights="yolov8n.pt")
+
+
+def test_fine_tuning_learns_and_exported_model_scores_the_same(tmp_path):
+    torch.manual_seed(0)
+    d = data.load_classification("digits", img_size=8)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 10))
+    before = workloads.evaluate_classifier(model, d)["accuracy"]
+    hist = workloads.fit_classifier(model, d, epochs=3, lr=0.05, batch=32, progress=False)
+    after = workloads.evaluate_classifier(model, d)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert after["accuracy"] > max(0.8, before + 0.3)
+    torch.onnx.export(model, (d.x_test[:1],), str(tmp_path / "m.onnx"), input_names=["x"],
+                      dynamic_axes={"x": {0: "b"}}, dynamo=False)
+    assert workloads.evaluate_classifier(tmp_path / "m.onnx", d) == pytest.approx(after, abs=1e-9)
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        workloads.fit_classifier(model, d, epochs=0, lr=0.1)
