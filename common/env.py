@@ -51,18 +51,6 @@ def results_dir() -> Path:
     return path
 
 
-def rel(path: str | Path) -> str:
-    """A path as shown to readers: relative to the repo or the artifacts cache, never absolute."""
-    path = Path(path).resolve()
-    for base, label in ((artifacts_dir().resolve(), "artifacts"), (REPO_ROOT, "")):
-        try:
-            tail = path.relative_to(base).as_posix()
-        except ValueError:
-            continue
-        return f"{label}/{tail}" if label else tail
-    return path.name
-
-
 def set_threads(threads: int = DEFAULT_THREADS) -> int:
     """Fix the intra-op thread count of torch (other backends take it as an argument)."""
     if threads < 1:

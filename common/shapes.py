@@ -163,7 +163,7 @@ def generate(root: Path, cfg: ShapesConfig = ShapesConfig()) -> Path:
     Already generated datasets are reused; a half-written folder is never left behind.
     """
     from PIL import Image
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets needed, no warnings
 
     final = Path(root) / cfg.key()
     yaml_path = final / "data.yaml"
@@ -175,7 +175,9 @@ def generate(root: Path, cfg: ShapesConfig = ShapesConfig()) -> Path:
         rng = np.random.default_rng(cfg.seed)
         splits = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
         total = sum(splits.values())
-        with tqdm(total=total, desc=f"generating {cfg.key()}", leave=False) as bar:
+        # a few hundred images take seconds: a bar only for sets big enough to wait for
+        with tqdm(total=total, desc=f"generating {cfg.key()}", leave=False,
+                  disable=total < 5000) as bar:
             for split, n in splits.items():
                 (tmp / "images" / split).mkdir(parents=True)
                 (tmp / "labels" / split).mkdir(parents=True)

@@ -168,7 +168,7 @@ def fit_classifier(model, data, *, epochs: int, lr: float, batch: int = 64, seed
     """
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets needed, no warnings
 
     if epochs < 1 or batch < 1 or lr <= 0:
         raise ValueError(f"need epochs >= 1, batch >= 1 and lr > 0, got {epochs}, {batch}, {lr}")
@@ -228,7 +228,7 @@ def predict_classes(model_or_backend, x, batch: int = 256) -> np.ndarray:
 
 def _quiet_epoch_bar(model, epochs: int, desc: str):
     """Attach a tqdm bar over epochs to an ultralytics model (its own logs are silenced)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets needed, no warnings
 
     bar = tqdm(total=epochs, desc=desc)
     history: list[dict] = []
@@ -245,9 +245,14 @@ def _quiet_epoch_bar(model, epochs: int, desc: str):
 
 
 def fit_detector(model, data_yaml: str, *, epochs: int, img_size: int, batch: int, lr: float,
-                 seed: int = 0, project: Path, desc: str = "training", **overrides) -> list[dict]:
-    """Train an ultralytics YOLO model in place (CPU, deterministic, no plots or per-epoch
-    validation); returns per-epoch losses. ``overrides`` go to ``YOLO.train``.
+                 seed: int = 0, project: Path, desc: str = "training", **overrides
+                 ) -> tuple[list[dict], "torch.nn.Module"]:
+    """Train an ultralytics YOLO model (CPU, deterministic, no plots or per-epoch validation).
+
+    Returns the per-epoch losses and the final EMA model in full fp32: ultralytics writes its
+    checkpoints in fp16, which would silently make every "fp32" baseline an fp16-rounded one
+    (lossless fp16 conversions, and gzip finding 13 zero mantissa bits in every weight).
+    ``overrides`` go to ``YOLO.train``.
 
     Short from-scratch CPU schedules learn fastest here with AdamW at a fixed ``lr0``, one
     warm-up epoch and no mosaic (measured on ``shapes``: 30 epochs, mosaic off, mAP50-95 0.60
@@ -258,11 +263,14 @@ def fit_detector(model, data_yaml: str, *, epochs: int, img_size: int, batch: in
                 project=str(project), name="train", exist_ok=True, verbose=False)
     args.update(overrides)
     bar, history = _quiet_epoch_bar(model, epochs, desc)
+    final: dict = {}
+    model.add_callback("on_train_end",
+                       lambda trainer: final.setdefault("model", deepcopy(trainer.ema.ema).float()))
     try:
         model.train(**args)
     finally:
         bar.close()
-    return history
+    return history, final["model"].cpu().eval()
 
 
 # --------------------------------------------------------------------------- baselines
@@ -312,13 +320,15 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
         else:
             source = "yolov8n.yaml" if cfg.weights == "scratch" else pretrained_yolov8n()
             y = yolo(source)
-            history = fit_detector(y, ds, epochs=cfg.epochs, img_size=cfg.img_size,
-                                   batch=cfg.batch, lr=cfg.lr, seed=cfg.seed,
-                                   project=tmp / "ultralytics", desc=desc)
-            ckpt = tmp / "ultralytics" / "train" / "weights" / "last.pt"
-            shutil.copy2(ckpt, tmp / "ultralytics.pt")
+            history, model = fit_detector(y, ds, epochs=cfg.epochs, img_size=cfg.img_size,
+                                          batch=cfg.batch, lr=cfg.lr, seed=cfg.seed,
+                                          project=tmp / "ultralytics", desc=desc)
+            # ultralytics' own checkpoint (metadata for val / predict / export), with the fp32 model
+            ckpt = torch.load(tmp / "ultralytics" / "train" / "weights" / "last.pt",
+                              map_location="cpu", weights_only=False)
+            ckpt.update(model=deepcopy(model), ema=None)
+            torch.save(ckpt, tmp / "ultralytics.pt")
             shutil.rmtree(tmp / "ultralytics")
-            model = yolo(tmp / "ultralytics.pt").model
         train_seconds = time.perf_counter() - t0
         model = model.float().cpu().eval()
         torch.save(model, tmp / "model.pt")

@@ -51,7 +51,7 @@ def test_fine_tuning_learns_and_exported_model_scores_the_same(tmp_path):
     hist = workloads.fit_classifier(model, d, epochs=3, lr=0.05, batch=32, progress=False)
     after = workloads.evaluate_classifier(model, d)
     assert [h["epoch"] for h in hist] == [1, 2, 3]
-    assert after["accuracy"] > max(0.8, before + 0.3)
+    assert after["accuracy"] > max(0.7, before + 0.3)
     torch.onnx.export(model, (d.x_test[:1],), str(tmp_path / "m.onnx"), input_names=["x"],
                       dynamic_axes={"x": {0: "b"}}, dynamo=False)
     assert workloads.evaluate_classifier(tmp_path / "m.onnx", d) == pytest.approx(after, abs=1e-9)
