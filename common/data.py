@@ -149,7 +149,8 @@ def _stratified_splits(y: np.ndarray, seed: int, val: float, test: float):
 def load_classification(dataset: str = "digits", img_size: int = 32, seed: int = 0
                         ) -> ClassificationData:
     """Load a classification dataset into memory, resized to ``img_size``, split 60/20/20
-    (digits, ImageFolder; stratified, fixed seed) or 45k/5k/10k (cifar10)."""
+    (digits, ImageFolder; stratified, fixed seed) or 45k/5k/10k (cifar10: 10 % of the
+    official training set held out for validation, the official test set for test)."""
     import torch
     import torch.nn.functional as F
 
@@ -176,9 +177,9 @@ def load_classification(dataset: str = "digits", img_size: int = 32, seed: int =
         x = torch.tensor(x, dtype=torch.float32) / 255.0
         if img_size != 32:
             x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(50000)
-        splits = (np.sort(perm[5000:]), np.sort(perm[:5000]), np.arange(50000, 60000))
+        n_train, n_val = len(train.data), len(train.data) // 10  # 45k / 5k / 10k test
+        perm = np.random.default_rng(seed).permutation(n_train)
+        splits = (np.sort(perm[n_val:]), np.sort(perm[:n_val]), np.arange(n_train, len(x)))
         return _finish("cifar10", train.classes, x, y, splits, flip=True)
     # a user's ImageFolder directory
     from PIL import Image

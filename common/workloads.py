@@ -371,7 +371,10 @@ def evaluate_detector(model, data_yaml: str, split: str = "test", *, img_size: i
 
     ``model`` is a path ultralytics can load (.pt, .onnx, OpenVINO folder, .torchscript,
     .tflite) or a ``DetectionModel`` module; a module is validated through a copy wrapped in
-    ``checkpoint``'s YOLO object (the module is never modified).
+    ``checkpoint``'s YOLO object (the module is never modified). ``rect=False``: every image
+    is letterboxed to ``img_size`` x ``img_size``, the input every exported model gets and the
+    one latency is measured at (ultralytics' default rectangular batching would pad 128 px
+    images to 160 px for PyTorch models only, and score them differently from their exports).
     """
     if _is_module(model):
         if checkpoint is None:
@@ -382,7 +385,7 @@ def evaluate_detector(model, data_yaml: str, split: str = "test", *, img_size: i
     else:
         y = yolo(model)
     r = y.val(data=str(data_yaml), split=split, imgsz=img_size, batch=batch, device=device,
-              half=half, plots=False, verbose=False, workers=0, save_json=False)
+              half=half, rect=False, plots=False, verbose=False, workers=0, save_json=False)
     return {"precision": float(r.box.mp), "recall": float(r.box.mr),
             "map50": float(r.box.map50), "map50_95": float(r.box.map)}
 

@@ -1,4 +1,5 @@
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,52 @@ def test_shapes_generation_failure_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         generate(tmp_path, ShapesConfig(n_train=2, n_val=1, n_test=1))
     assert list(tmp_path.iterdir()) == []
+
+
+class FakeCIFAR10:
+    """Stands in for torchvision's CIFAR10 so the code after the download is exercised offline."""
+    calls: list = []
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+    def __init__(self, root, train, download):
+        FakeCIFAR10.calls.append((root, train, download))
+        n = 100 if train else 20
+        rng = np.random.default_rng(int(train))
+        self.data = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+        self.targets = list(np.arange(n) % 10)
+
+
+def test_cifar10_path_up_to_the_download(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(data.env, "online", lambda *a, **k: True)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    d = data.load_classification("cifar10")
+    assert [c[1:] for c in FakeCIFAR10.calls] == [(True, True), (False, True)]
+    assert FakeCIFAR10.calls[0][0] == tmp_path / "data" / "cifar10"   # cached in artifacts/
+    assert d.sizes() == {"train": 90, "val": 10, "test": 20} and d.flip
+    assert d.classes[0] == "airplane" and d.x_test.shape == (20, 3, 32, 32)
+
+
+def test_coco_and_pretrained_weights_up_to_the_download(tmp_path, monkeypatch):
+    import ultralytics.utils.downloads as downloads
+
+    from common import workloads
+
+    monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(data.env, "online", lambda *a, **k: True)
+    assert data.detection_yaml("coco128") == "coco128.yaml"  # ultralytics downloads it on use
+    with pytest.raises(DatasetError, match="only apply to dataset 'shapes'"):
+        data.detection_yaml("coco8", n_train=5)
+    fetched = []
+
+    def fake_download(path):
+        fetched.append(path)
+        Path(path).write_bytes(b"weights")
+        return path
+
+    monkeypatch.setattr(downloads, "attempt_download_asset", fake_download)
+    path = workloads.pretrained_yolov8n()
+    assert path == tmp_path / "weights" / "yolov8n.pt" and fetched == [str(path)]
+    assert workloads.pretrained_yolov8n() == path and len(fetched) == 1  # cached afterwards

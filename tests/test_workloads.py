@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -57,3 +59,28 @@ def test_fine_tuning_learns_and_exported_model_scores_the_same(tmp_path):
     assert workloads.evaluate_classifier(tmp_path / "m.onnx", d) == pytest.approx(after, abs=1e-9)
     with pytest.raises(ValueError, match="epochs >= 1"):
         workloads.fit_classifier(model, d, epochs=0, lr=0.1)
+
+
+def test_detector_scores_the_same_as_a_module_and_as_exported_models(tmp_path):
+    """evaluate() takes the torch module or any exported artifact; fp32 exports agree."""
+    import shutil
+
+    from common import backends
+
+    bl = workloads.baseline("yolov8n")  # the cached hw1 baseline (trained here if missing)
+    ckpt = tmp_path / "baseline.pt"     # exports land beside the checkpoint: keep them out of the cache
+    shutil.copy2(bl.ultralytics_checkpoint, ckpt)
+    y = workloads.yolo(ckpt)
+    ref = workloads.evaluate(bl)
+    assert ref["map50"] > 0.5
+    x = np.random.default_rng(0).standard_normal(bl.input_shape).astype(np.float32)
+    expected = backends.load(bl.model, threads=2)(x)
+    for fmt in ("onnx", "openvino", "torchscript"):
+        path = y.export(format=fmt, imgsz=bl.config.img_size, device="cpu")
+        artifact = next(Path(path).glob("*.xml")) if fmt == "openvino" else path
+        np.testing.assert_allclose(backends.load(artifact, threads=2)(x), expected, atol=2e-3, rtol=0)
+        got = workloads.evaluate(bl, path)
+        # ultralytics runs OpenVINO at the CPU's default precision, bf16 on AVX512-BF16 CPUs
+        tolerance = 5e-3 if fmt == "openvino" else 1e-4
+        for k in ref:
+            assert got[k] == pytest.approx(ref[k], abs=tolerance), (fmt, k)
