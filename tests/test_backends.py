@@ -25,6 +25,9 @@ def exported(tmp_path_factory):
 
     # save_model compresses weights to fp16 unless told otherwise
     ov.save_model(ov.convert_model(str(d / "model.onnx")), str(d / "ov" / "model.xml"), compress_to_fp16=False)
+    import litert_torch
+
+    litert_torch.convert(model, (x,)).export(str(d / "model.tflite"))  # batch 1, NCHW signature
     return model, d
 
 
@@ -38,6 +41,16 @@ def test_every_backend_gives_the_same_outputs(exported, name, kind):
     b = backends.load(d / name, threads=1)
     assert b.name == kind and b.threads == 1
     np.testing.assert_allclose(b(x), ref, atol=1e-5)
+
+
+def test_tflite_backend_via_litert(exported):
+    model, d = exported
+    x = np.random.default_rng(1).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    b = backends.load(d / "model.tflite", threads=1)
+    assert b.name == "tflite"
+    np.testing.assert_allclose(b(x), ref, atol=1e-5)  # batch 3 on a batch-1 model: resized
 
 
 def test_unknown_formats_and_arguments(tmp_path):
