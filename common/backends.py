@@ -40,10 +40,12 @@ class Backend:
 
 def kind_of(artifact) -> str:
     """Backend kind of a module or path; raises naming the supported formats."""
-    import torch
+    if not isinstance(artifact, (str, Path)):  # torch is imported only when a module is given,
+        import torch                           # so an ONNX / OpenVINO / TFLite process stays torch-free
 
-    if isinstance(artifact, torch.nn.Module):
-        return "pytorch"
+        if isinstance(artifact, torch.nn.Module):
+            return "pytorch"
+        raise ValueError(f"cannot run a {type(artifact).__name__}; pass a torch.nn.Module or a path")
     p = Path(artifact)
     if p.is_dir():
         xml = sorted(p.glob("*.xml"))
@@ -156,10 +158,12 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
 
     def prepare(a):
         a = np.ascontiguousarray(a, dtype=np.float32)
-        if tuple(inp["shape"]) != a.shape:
-            if len(a.shape) == 4 and tuple(inp["shape"]) == (a.shape[0], *a.shape[2:], a.shape[1]):
+        current = tuple(interp.get_input_details()[0]["shape"])  # changes after a resize
+        nhwc = (a.shape[0], *a.shape[2:], a.shape[1]) if a.ndim == 4 else None
+        if current != a.shape:
+            if nhwc is not None and tuple(inp["shape"][1:]) == nhwc[1:]:
                 a = np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # NCHW -> NHWC models
-            else:
+            if current != a.shape:
                 interp.resize_tensor_input(inp["index"], a.shape)
                 interp.allocate_tensors()
         scale, zero = inp.get("quantization", (0.0, 0))

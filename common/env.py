@@ -60,10 +60,12 @@ def set_threads(threads: int = DEFAULT_THREADS) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    # ultralytics resets torch's threads to cpu_count - 1 in every select_device(); keep ours
-    tu = sys.modules.get("ultralytics.utils.torch_utils")
-    if tu is not None:
-        tu.NUM_THREADS = threads
+    # ultralytics resets torch's threads to cpu_count - 1 in every select_device() and gives
+    # its LiteRT interpreters that many threads: make it use ours
+    for name in ("ultralytics.utils", "ultralytics.utils.torch_utils", "ultralytics.nn.backends.litert"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "NUM_THREADS"):
+            module.NUM_THREADS = threads
     try:  # may only be set once per process, before any inter-op work
         torch.set_num_interop_threads(1)
     except RuntimeError:

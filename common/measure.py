@@ -46,6 +46,10 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
     x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
     backend = backends.load(path, threads=threads)
     prepared = backend.prepare(x)
+    out_batch = backend.to_numpy(backend.run(prepared)).shape[0]
+    if out_batch != input_shape[0]:  # e.g. a TFLite graph with batch 1 baked into its reshapes
+        raise ValueError(f"{path.name} returned a batch of {out_batch} for an input batch of "
+                         f"{input_shape[0]}: it has a fixed batch; export it at batch {input_shape[0]}")
     cpu = timing.measure(lambda: backend.run(prepared), warmup=warmup, repeats=repeats,
                          max_seconds=max_seconds, batch=input_shape[0], threads=threads,
                          backend=label or backend.name)

@@ -113,7 +113,8 @@ def ultralytics_setup() -> None:
     if any(settings.get(k) != v for k, v in wanted.items()):
         settings.update(wanted)
     import torch
-    import ultralytics.utils.torch_utils  # noqa: F401  (set_threads patches its NUM_THREADS)
+    import ultralytics.nn.backends.litert  # noqa: F401  (set_threads patches their NUM_THREADS)
+    import ultralytics.utils.torch_utils  # noqa: F401
 
     env.set_threads(torch.get_num_threads())  # stop ultralytics from resetting the thread count
 
@@ -383,7 +384,8 @@ def evaluate_detector(model, data_yaml: str, split: str = "test", *, img_size: i
         y = yolo(checkpoint)
         y.model = deepcopy(model).float()
     else:
-        y = yolo(model)
+        path = Path(model)
+        y = yolo(path.parent if path.suffix == ".xml" else path)  # ultralytics wants the folder
     r = y.val(data=str(data_yaml), split=split, imgsz=img_size, batch=batch, device=device,
               half=half, rect=False, plots=False, verbose=False, workers=0, save_json=False)
     return {"precision": float(r.box.mp), "recall": float(r.box.mr),
@@ -398,6 +400,21 @@ def predict_boxes(bl: Baseline, images: list[Path], conf: float = 0.25) -> list[
                         device="cpu", verbose=False)
     return [np.concatenate([r.boxes.xyxy.numpy(), r.boxes.conf.numpy()[:, None],
                             r.boxes.cls.numpy()[:, None]], axis=1) for r in results]
+
+
+def sample_inputs(bl: Baseline, n: int, split: str = "test") -> np.ndarray:
+    """The first ``n`` images of a split as the model's float32 NCHW input (classifier:
+    normalised tensors; detector: RGB / 255 resized to the model's square input)."""
+    if n < 1:
+        raise ValueError(f"need at least one image, got n={n}")
+    if bl.config.workload == "resnet18":
+        return bl.data.split(split)[0][:n].numpy()
+    from PIL import Image
+
+    s = bl.config.img_size
+    files = data_mod.detection_images(bl.data, split)[:n]
+    return np.stack([np.asarray(Image.open(f).convert("RGB").resize((s, s)), dtype=np.float32)
+                     .transpose(2, 0, 1) / 255.0 for f in files])
 
 
 def evaluate(bl: Baseline, model=None, split: str = "test", **kwargs) -> dict[str, float]:
