@@ -159,6 +159,8 @@ def test_coco_and_pretrained_weights_up_to_the_download(tmp_path, monkeypatch):
         return path
 
     monkeypatch.setattr(downloads, "attempt_download_asset", fake_download)
+    # keep ultralytics' persisted settings (datasets/weights dirs) out of this temporary folder
+    monkeypatch.setattr(workloads, "ultralytics_setup", lambda: None)
     path = workloads.pretrained_yolov8n()
     assert path == tmp_path / "weights" / "yolov8n.pt" and fetched == [str(path)]
     assert workloads.pretrained_yolov8n() == path and len(fetched) == 1  # cached afterwards
