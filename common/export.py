@@ -85,8 +85,7 @@ def _export_ultralytics(bl, fmt: str, out_dir: Path, batch: int) -> Path:
     from common import workloads
 
     ckpt = out_dir / "yolov8n.pt"  # ultralytics writes exports beside the checkpoint
-    if not ckpt.exists():
-        shutil.copy2(bl.ultralytics_checkpoint, ckpt)
+    shutil.copy2(bl.ultralytics_checkpoint, ckpt)  # always: the baseline may have been retrained
     y = workloads.yolo(ckpt)
     path = Path(y.export(format=ULTRALYTICS_FORMAT[fmt], imgsz=bl.config.img_size, batch=batch,
                          device="cpu"))

@@ -89,6 +89,6 @@ def test_detector_scores_the_same_as_a_module_and_as_exported_models(tmp_path):
         np.testing.assert_allclose(backends.load(artifact, threads=2)(x), expected, atol=2e-3, rtol=0)
         got = workloads.evaluate(bl, path)
         # ultralytics runs OpenVINO at the CPU's default precision, bf16 on AVX512-BF16 CPUs
-        tolerance = 5e-3 if fmt == "openvino" else 1e-4
+        tolerance = 1e-2 if fmt == "openvino" else 1e-4
         for k in ref:
             assert got[k] == pytest.approx(ref[k], abs=tolerance), (fmt, k)
