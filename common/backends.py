@@ -17,7 +17,6 @@ import numpy as np
 
 from common.env import DEFAULT_THREADS
 
-KINDS = ("pytorch", "torchscript", "onnxruntime", "openvino", "tflite")
 SUFFIX_KIND = {".pt": "pytorch", ".pth": "pytorch", ".torchscript": "torchscript",
                ".ts": "torchscript", ".onnx": "onnxruntime",
                ".xml": "openvino", ".tflite": "tflite"}
