@@ -123,6 +123,24 @@ class ClassificationData:
         return {s: len(self.split(s)[1]) for s in ("train", "val", "test")}
 
 
+def subset(data: ClassificationData, n: int, split: str = "train", seed: int = 0
+           ) -> ClassificationData:
+    """A copy of ``data`` whose ``split`` holds ``n`` of its images drawn at random (fixed
+    seed, original order kept); the other splits are unchanged. For short fine-tunes (train)
+    and quick scans (val)."""
+    import dataclasses
+
+    import torch
+
+    x, y = data.split(split)
+    if n < 1:
+        raise DatasetError(f"need at least one image, got n={n}")
+    if n >= len(y):
+        return data
+    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return dataclasses.replace(data, **{f"x_{split}": x[idx], f"y_{split}": y[idx]})
+
+
 def _finish(name, classes, x, y, splits, flip) -> ClassificationData:
     """Normalise with train statistics and pack. ``x``: float32 NCHW in [0, 1]."""
     import torch

@@ -23,7 +23,7 @@ COLUMNS = ("homework", "workload", "dataset", "name", "method", "precision", "re
            "latency_cpu_ms", "latency_cpu_p90_ms", "latency_gpu_ms", "ram_mb", "vram_mb",
            "threads", "notes")
 KEY = COLUMNS[:4]
-HOMEWORKS = ("hw1", "hw2", "hw3", "hw4", "hw5", "hw6")
+HOMEWORKS = ("hw1", "hw2", "hw3", "hw4", "hw5", "hw6", "capstone")
 WORKLOADS = ("resnet18", "yolov8n")
 TEXT = {"homework", "workload", "dataset", "name", "method", "notes"}
 INTEGER = {"params", "threads"}
@@ -290,3 +290,166 @@ def plot_detections(images, predictions, truths, class_names, ncols: int = 4,
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- course summary
+
+#: quality columns shown per workload, and the one deltas and Pareto fronts use
+QUALITY = {"resnet18": ("accuracy", "f1"), "yolov8n": ("precision", "recall", "map50", "map50_95")}
+PRIMARY = {"resnet18": "accuracy", "yolov8n": "map50_95"}
+
+
+def baseline_row(df, workload: str, dataset: str):
+    """The hw1 baseline row of a workload and dataset (None when hw1 has not run on it)."""
+    rows = df[(df.homework == "hw1") & (df.workload == workload) & (df.dataset == dataset)
+              & (df.name == "baseline")]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _num(x):
+    return x if isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x)) else None
+
+
+def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
+    """The seeds' comparison table, per (workload, dataset): baseline first, then every other
+    experiment with Δquality (accuracy or mAP50-95, in points of the metric), size ratio and
+    CPU speedup against the hw1 baseline. Rows without a quality number (skipped) keep their
+    notes instead."""
+    import pandas as pd
+
+    df = load() if df is None else df
+    out = {}
+    for (workload, dataset), group in df.groupby(["workload", "dataset"], sort=False):
+        base = baseline_row(df, workload, dataset)
+        key = PRIMARY[workload]
+        rows = []
+        ordered = pd.concat([group[(group.homework == "hw1") & (group.name == "baseline")],
+                             group[~((group.homework == "hw1") & (group.name == "baseline"))]])
+        for _, r in ordered.iterrows():
+            q, b = _num(r[key]), (_num(base[key]) if base is not None else None)
+            s, bs = _num(r["size_mb"]), (_num(base["size_mb"]) if base is not None else None)
+            t, bt = _num(r["latency_cpu_ms"]), (_num(base["latency_cpu_ms"]) if base is not None else None)
+            row = {"homework": r.homework, "name": r["name"], "method": r.method}
+            for c in QUALITY[workload]:
+                row[c] = _fmt(c, r[c])
+            row[f"Δ{key}"] = f"{q - b:+.4f}" if q is not None and b is not None else ""
+            row["sparsity"] = _fmt("sparsity", r["sparsity"])
+            row["params"] = _fmt("params", r["params"])
+            row["GFLOPs"] = _fmt("gflops", r["gflops"])
+            row["size MB"] = _fmt("size_mb", r["size_mb"])
+            row["size ×"] = f"{bs / s:.2f}" if s and bs else ""
+            row["gzip MB"] = _fmt("gzip_mb", r["gzip_mb"])
+            row["CPU ms"] = f"{t:.2f}" if t else ""
+            row["speedup ×"] = f"{bt / t:.2f}" if t and bt else ""
+            row["RAM MB"] = f"{_num(r['ram_mb']):.0f}" if _num(r["ram_mb"]) else ""
+            row["GPU ms"] = f"{_num(r['latency_gpu_ms']):.2f}" if _num(r["latency_gpu_ms"]) else ""
+            row["VRAM MB"] = f"{_num(r['vram_mb']):.0f}" if _num(r["vram_mb"]) else ""
+            row["status"] = "" if q is not None else (r.notes.split(";")[0] or "not measured")
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        keep = [c for c in table.columns if (table[c] != "").any() or c in ("homework", "name")]
+        out[workload, dataset] = table[keep]
+    return out
+
+
+def pareto_front(x, y) -> list[int]:
+    """Indices of the points no other point beats: lower-or-equal ``x`` and higher-or-equal
+    ``y``, strictly better in one. Sorted by ``x``."""
+    pts = sorted(range(len(x)), key=lambda i: (x[i], -y[i]))
+    front, best = [], -math.inf
+    for i in pts:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return front
+
+
+def plot_pareto(df, workload: str, dataset: str, x: str = "latency_cpu_ms", ax=None):
+    """Quality vs ``x`` (CPU latency or size) for every measured experiment of a workload,
+    coloured by homework, the Pareto front drawn and its points labelled."""
+    import matplotlib.pyplot as plt
+
+    key = PRIMARY[workload]
+    sub = df[(df.workload == workload) & (df.dataset == dataset)].copy()
+    sub = sub[sub[key].notna() & sub[x].notna()]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    colours = dict(zip(HOMEWORKS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for hw, g in sub.groupby("homework"):
+        ax.scatter(g[x], g[key], s=18, alpha=0.7, color=colours.get(hw), label=hw)
+    xs, ys = sub[x].tolist(), sub[key].tolist()
+    front = pareto_front(xs, ys)
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], "k-", lw=1, label="Pareto front")
+    for i in front:
+        r = sub.iloc[i]
+        ax.annotate(f"{r.homework} {r['name']}", (xs[i], ys[i]), fontsize=7, xytext=(4, -8),
+                    textcoords="offset points")
+    base = baseline_row(df, workload, dataset)
+    if base is not None and _num(base[x]):
+        ax.scatter([base[x]], [base[key]], marker="*", s=160, color="black", zorder=5, label="hw1 baseline")
+    ax.set_xscale("log")
+    label = {"latency_cpu_ms": "CPU latency", "size_mb": "size on disk"}.get(x, x)
+    ax.set(xlabel={"latency_cpu_ms": "CPU latency, batch 1 (ms, log scale)",
+                   "size_mb": "size on disk (MB, log scale)"}.get(x, x),
+           ylabel=key, title=f"{workload} / {dataset}: {key} vs {label}, every experiment")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax
+
+
+def environment_stamp() -> str:
+    """CPU model and ISA flags, cores, threads used, library versions and the date, one block."""
+    import datetime
+
+    cpu = env.cpu_info()
+    versions = ", ".join(f"{k} {v}" for k, v in env.versions().items())
+    return (f"CPU: {cpu['cpu']} ({cpu['cores']} logical cores); ISA: {cpu['isa']}; "
+            f"threads per run: {env.DEFAULT_THREADS} unless a row says otherwise; GPU: "
+            f"{env.gpu_name() or 'none'}.\n\nVersions: {versions}.\n\n"
+            f"Generated {datetime.date.today().isoformat()} by `python -m common.report`.")
+
+
+def write_summary(out_dir: Path | None = None, df=None) -> Path:
+    """Write ``results/README.md`` (the comparison tables, Pareto plots and environment stamp)
+    and the plots as PNGs beside it. Atomic per file; returns the README path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir or env.results_dir())
+    df = load(out_dir / "experiments.csv") if df is None else df
+    lines = ["# Results", "",
+             "Generated from [`experiments.csv`](experiments.csv) by `python -m common.report` "
+             "(run at the end of `make homeworks`); do not edit by hand.", "",
+             "Per workload and dataset: the hw1 baseline first, then every experiment of every homework. "
+             "Δ is the quality difference to the baseline in the metric's own units; size × and speedup × "
+             "are baseline / experiment (above 1 is smaller / faster). Latencies come from different "
+             "notebook runs on a shared VM (±30 % between runs): a speedup within a homework, measured "
+             "in one run, is the precise number; across homeworks, read them to one significant figure.", ""]
+    for (workload, dataset), table in comparison(df).items():
+        lines += [f"## {workload} / {dataset}", ""]
+        lines.append("| " + " | ".join(table.columns) + " |")
+        lines.append("|" + "---|" * len(table.columns))
+        lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
+        lines.append("")
+        for x in ("latency_cpu_ms", "size_mb"):
+            fig, ax = plt.subplots(figsize=(8, 5))
+            plot_pareto(df, workload, dataset, x, ax=ax)
+            name = f"pareto_{workload}_{Path(dataset).name}_{x.split('_')[0]}.png"
+            tmp = out_dir / f".{name}.tmp.png"
+            fig.tight_layout()
+            fig.savefig(tmp, dpi=110, metadata={"Software": None})
+            plt.close(fig)
+            os.replace(tmp, out_dir / name)
+            lines.append(f"![{workload} {x}]({name})")
+        lines.append("")
+    lines += ["## Environment", "", environment_stamp(), ""]
+    path = out_dir / "README.md"
+    tmp = out_dir / ".README.md.tmp"
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    return path
+
+
+if __name__ == "__main__":
+    print(write_summary())

@@ -6,7 +6,8 @@
 
 Each notebook runs into a temporary file that replaces the committed one only on success,
 so a failure never leaves a half-executed notebook behind; the failed copy is kept under
-``artifacts/failed/`` and the failing cell is named. The results table is printed at the end.
+``artifacts/failed/`` and the failing cell is named. The results table is printed at the end and
+``results/README.md`` (comparison tables, Pareto plots) is regenerated.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from common.env import REPO_ROOT, artifacts_dir
 
 
 def notebooks(root: Path = REPO_ROOT) -> list[Path]:
-    """The homework notebooks ``hwN_*/hwN_*.ipynb`` in homework order."""
+    """The homework notebooks ``hwN_*/hwN_*.ipynb`` in homework order, then the capstone
+    (``results/capstone.ipynb``, which combines techniques of several homeworks)."""
     found = [p for p in sorted(root.glob("hw*_*/hw*_*.ipynb"))
              if p.stem == p.parent.name and ".ipynb_checkpoints" not in p.parts]
-    return sorted(found, key=lambda p: int(p.stem[2:].split("_")[0]))
+    found = sorted(found, key=lambda p: int(p.stem[2:].split("_")[0]))
+    capstone = root / "results" / "capstone.ipynb"
+    return found + ([capstone] if capstone.exists() else [])
 
 
 def select(only: list[str] | None, root: Path = REPO_ROOT) -> list[Path]:
@@ -39,7 +43,7 @@ def select(only: list[str] | None, root: Path = REPO_ROOT) -> list[Path]:
     by_name = {}
     for p in books:
         by_name[p.stem] = p
-        by_name[p.stem.split("_")[0]] = p
+        by_name[p.stem.split("_")[0]] = p  # "hw1" for hw1_baseline; "capstone" for itself
     unknown = [o for o in only if o not in by_name]
     if unknown:
         raise SystemExit(f"unknown homework(s) {unknown}; valid: "
@@ -98,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     from common import report
 
     print(report.markdown(report.load()))
+    summary = report.write_summary()
+    print(f"\ncomparison tables and Pareto plots written to {summary}")
     return 0
 
 

@@ -31,8 +31,10 @@ def disk_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in artifact_files(path))
 
 
-def gzip_bytes(path: str | Path, level: int = 9) -> int:
-    """Bytes after gzip (level 9, no timestamp) of each file of the model, summed."""
+def gzip_bytes(path: str | Path, level: int = 6) -> int:
+    """Bytes after gzip (level 6, the ``gzip`` command's default; no timestamp) of each file of
+    the model, summed. Not level 9: on pruned weights, long runs of zeros make level 9's lazy
+    matching ~15x slower (23 s vs 1.6 s for a 43 MB file) for a 10 % smaller result."""
     return sum(len(gzip.compress(f.read_bytes(), compresslevel=level, mtime=0))
                for f in artifact_files(path))
 

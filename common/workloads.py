@@ -274,6 +274,132 @@ def fit_detector(model, data_yaml: str, *, epochs: int, img_size: int, batch: in
     return history, final["model"].cpu().eval()
 
 
+def finetune_detector(model, bl: "Baseline", *, epochs: float = 1, lr: float = 1e-3,
+                      batch: int | None = None, seed: int = 0, after_step=None, extra_loss=None,
+                      desc: str = "fine-tuning", progress: bool = True) -> list[dict]:
+    """Fine-tune a YOLO ``DetectionModel`` module in place with our own loop over ultralytics'
+    dataset, augmentation and loss (the ones the baseline was trained with).
+
+    ultralytics' trainer rebuilds its model from the yaml, so it cannot train a module whose
+    layers were pruned, tied or wrapped; this loop can. ``after_step(model)`` runs after every
+    optimizer step (e.g. re-apply pruning masks or cluster ties); ``extra_loss(model, batch,
+    preds)`` adds a term (e.g. distillation). ``epochs`` may be fractional. Returns the
+    per-epoch mean loss history."""
+    import math
+
+    import torch
+    from tqdm import tqdm  # text bars: no ipywidgets needed, no warnings
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    if epochs <= 0 or lr <= 0:
+        raise ValueError(f"need epochs > 0 and lr > 0, got {epochs}, {lr}")
+    ultralytics_setup()
+    cfg = bl.config
+    batch = batch or cfg.batch
+    args = get_cfg(overrides={"imgsz": cfg.img_size, "mosaic": 0.0, "batch": batch, "workers": 0,
+                              "seed": seed, "deterministic": True})
+    info = check_det_dataset(str(bl.data))
+    env.seed_everything(seed)
+    dataset = build_yolo_dataset(args, info["train"], batch, info, mode="train", stride=32)
+    loader = build_dataloader(dataset, batch, workers=0, shuffle=True, device="cpu")
+    steps = max(1, math.ceil(epochs * len(loader)))
+    model.args = args
+    model.criterion = None  # rebuilt for the (possibly pruned) head
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)  # linear decay to 0
+    history, it, step = [], iter(loader), 0
+    bar = tqdm(total=steps, desc=desc, disable=not progress)
+    model.train()
+    try:
+        total = count = 0.0
+        while step < steps:
+            try:
+                b = next(it)
+            except StopIteration:  # one pass over the data done: the next epoch
+                it = iter(loader)
+                b = next(it)
+            b["img"] = b["img"].float() / 255
+            preds = model(b["img"])
+            loss, _ = model.loss(b, preds)
+            loss = loss.sum()
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, b, preds)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            if after_step is not None:
+                after_step(model)
+            step += 1
+            total += float(loss.detach()) / batch
+            count += 1
+            bar.update(1)
+            if step % len(loader) == 0 or step == steps:
+                history.append({"step": step, "loss": total / count})
+                bar.set_postfix(loss=f"{total / count:.3f}")
+                total = count = 0.0
+    finally:
+        bar.close()
+        model.criterion = None  # do not carry the loss object into saved models
+        model.eval()
+    return history
+
+
+def recalibrate_bn(model, x, batch: int = 128):
+    """Re-estimate every BatchNorm's running mean / variance on images ``x`` (forward passes in
+    train mode, no gradients, exact averages), in place. Pruning or clustering shifts the
+    activation statistics a BN layer normalises with; re-estimating them is the cheapest
+    repair there is, and it comes before any fine-tune."""
+    import torch
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    was_training = model.training
+    model.train()
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                model(x[i:i + batch])
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return model
+
+
+def finetune(bl: "Baseline", model, *, epochs: float = 1, lr: float | None = None,
+             images: int | None = None, seed: int = 0, desc: str = "fine-tuning",
+             progress: bool = True, recalibrate: bool = True, **kwargs) -> list[dict]:
+    """Short fine-tune of a compressed copy of ``bl``'s model, in place, with the baseline's
+    recipe: the classifier with :func:`recalibrate_bn` then :func:`fit_classifier` (on ``images``
+    random training images when given; ``epochs`` rounded up to a whole number), the detector with
+    :func:`finetune_detector`. ``lr`` defaults to a fifth of the recipe's (classifier) or
+    1e-3 (detector, AdamW). ``kwargs`` go to the workload's fine-tune function."""
+    import math
+
+    if bl.config.workload == "resnet18":
+        ds = bl.data if images is None else data_mod.subset(bl.data, images, "train", seed)
+        if recalibrate:
+            recalibrate_bn(model, ds.x_train)
+        return fit_classifier(model, ds, epochs=max(1, math.ceil(epochs)), lr=lr or bl.config.lr / 5,
+                              batch=bl.config.batch, seed=seed, desc=desc, progress=progress,
+                              **kwargs)
+    if images is not None:
+        raise ValueError("images= (a training subset) applies to the classifier; give the detector "
+                         "a fractional epochs= instead")
+    return finetune_detector(model, bl, epochs=epochs, lr=lr or 1e-3, seed=seed, desc=desc,
+                             progress=progress, **kwargs)
+
+
 # --------------------------------------------------------------------------- baselines
 
 def recipe(workload: str, **overrides) -> dict:
@@ -343,6 +469,27 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Baseline(cfg, model, final / "model.pt", ds, train_seconds, history, cached=False)
+
+
+def variant(bl: Baseline, model, out_dir: str | Path) -> Baseline:
+    """A compressed model packaged like a baseline, so that ``evaluate``, ``measure`` and
+    ``export.export`` treat it exactly as they treat the baseline: the whole module saved to
+    ``out_dir/model.pt`` (it reloads as itself, e.g. with fewer channels) and, for YOLO, an
+    ultralytics checkpoint ``out_dir/ultralytics.pt`` that carries this model."""
+    import torch
+
+    from common.pruning import save_module
+
+    out_dir = Path(out_dir)
+    model = model.float().cpu().eval()
+    path = save_module(model, out_dir / "model.pt")
+    if bl.config.workload == "yolov8n":
+        ckpt = torch.load(bl.ultralytics_checkpoint, map_location="cpu", weights_only=False)
+        ckpt.update(model=deepcopy(model), ema=None)
+        tmp = out_dir / "ultralytics.pt.tmp"
+        torch.save(ckpt, tmp)
+        tmp.replace(out_dir / "ultralytics.pt")
+    return Baseline(bl.config, model, path, bl.data, 0.0, [], cached=False)
 
 
 # --------------------------------------------------------------------------- evaluation

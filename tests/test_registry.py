@@ -101,3 +101,29 @@ def test_mlflow_logging_to_a_local_sqlite_store(tmp_path, monkeypatch):
     assert len(runs) == 1
     assert runs.loc[0, "metrics.accuracy"] == pytest.approx(0.9877)
     assert runs.loc[0, "params.workload"] == "resnet18"
+
+
+def test_pareto_front_on_known_points():
+    # (latency, quality): b beats a; c is faster but worse; d is dominated by b
+    x = [10.0, 8.0, 2.0, 9.0, 8.0]
+    y = [0.90, 0.95, 0.50, 0.94, 0.90]
+    assert report.pareto_front(x, y) == [2, 1]
+
+
+def test_comparison_puts_the_baseline_first_with_deltas_and_ratios(tmp_path):
+    path = tmp_path / "experiments.csv"
+    report.upsert([{**ROW, "name": "int8", "homework": "hw2", "accuracy": 0.98, "size_mb": 10.0,
+                    "latency_cpu_ms": 0.5},
+                   {**ROW, "homework": "hw5", "name": "tensorrt", "accuracy": None, "size_mb": None,
+                    "latency_cpu_ms": None, "notes": "skipped: no CUDA; more"},
+                   {**ROW, "accuracy": 0.99, "size_mb": 40.0, "latency_cpu_ms": 2.0}], path)
+    table = report.comparison(report.load(path))[("resnet18", "digits")]
+    assert list(table["name"]) == ["baseline", "int8", "tensorrt"]
+    int8 = table.iloc[1]
+    assert int8["Δaccuracy"] == "-0.0100" and int8["size ×"] == "4.00" and int8["speedup ×"] == "4.00"
+    assert table.iloc[2]["status"] == "skipped: no CUDA"
+    readme = report.write_summary(tmp_path)
+    text = readme.read_text()
+    assert "| hw1 | baseline |" in text and "## Environment" in text and "ISA:" in text
+    assert (tmp_path / "pareto_resnet18_digits_latency.png").stat().st_size > 1000
+    assert not list(tmp_path.glob(".*tmp*"))

@@ -11,8 +11,10 @@ from common.env import REPO_ROOT
 def test_notebooks_are_found_in_homework_order():
     books = run_all.notebooks()
     assert books and books[0].name == "hw1_baseline.ipynb"
-    numbers = [int(p.stem[2:].split("_")[0]) for p in books]
+    homeworks = [p for p in books if p.stem.startswith("hw")]
+    numbers = [int(p.stem[2:].split("_")[0]) for p in homeworks]
     assert numbers == sorted(numbers)
+    assert books[len(homeworks):] == [REPO_ROOT / "results" / "capstone.ipynb"]  # the capstone runs last
     assert run_all.select(["hw1"]) == [books[0]] == run_all.select(["hw1_baseline"])
     with pytest.raises(SystemExit, match=r"unknown homework\(s\) \['hw9'\]; valid: hw1"):
         run_all.select(["hw9"])

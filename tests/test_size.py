@@ -11,7 +11,7 @@ def test_bytes_and_gzip_on_known_bytes(tmp_path):
     payload = bytes(range(256)) * 40 + b"\0" * 5000
     f.write_bytes(payload)
     assert size.disk_bytes(f) == len(payload) == 15240
-    assert size.gzip_bytes(f) == len(gzip.compress(payload, compresslevel=9, mtime=0))
+    assert size.gzip_bytes(f) == len(gzip.compress(payload, compresslevel=6, mtime=0))
     assert size.gzip_bytes(f) < len(payload)
     assert size.size_mb(f) == pytest.approx(15240 / 2**20)
 
