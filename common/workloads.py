@@ -13,7 +13,9 @@ builds what it needs the same way hw1 does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -268,7 +270,10 @@ def fit_detector(model, data_yaml: str, *, epochs: int, img_size: int, batch: in
     model.add_callback("on_train_end",
                        lambda trainer: final.setdefault("model", deepcopy(trainer.ema.ema).float()))
     try:
-        model.train(**args)
+        # ultralytics' own bars (image caching, for one) print run-dependent rates to stdout even
+        # when it is told to be quiet; the epoch bar above replaces them
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.train(**args)
     finally:
         bar.close()
     return history, final["model"].cpu().eval()
