@@ -116,12 +116,12 @@ def bits_per_index(k: int) -> int:
 # --------------------------------------------------------------------------- models
 
 def clusterable_layers(model) -> dict[str, "torch.nn.Module"]:
-    """Conv and Linear layers, by name, whose weights get clustered (biases and norms stay
-    float: they are a fraction of a percent of the weights)."""
-    import torch.nn as nn
+    """Conv and Linear layers, by name, whose weights get clustered: the layers pruning acts on
+    (:func:`common.pruning.prunable_layers`) with more than one weight. Biases and norms stay
+    float: they are a fraction of a percent of the weights."""
+    from common.pruning import prunable_layers
 
-    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-            and m.weight.numel() > 1}
+    return {n: m for n, m in prunable_layers(model).items() if m.weight.numel() > 1}
 
 
 def _clustered_weight_class():

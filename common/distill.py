@@ -114,14 +114,15 @@ class CachedTeacher:
 
         import torch
 
-        # a channels-last copy: the layout fit_classifier feeds, which oneDNN runs ~1.7x faster
+        # a channels-last copy: the layout fit_classifier feeds, which oneDNN runs ~1.6x faster here
         self.teacher = copy.deepcopy(teacher).eval().to(memory_format=torch.channels_last)
         self._logits: list = []
         self._keys: list[tuple] = []
 
     @staticmethod
     def _key(x) -> tuple:
-        return tuple(x.shape), float(x.double().sum()), float(x.double().abs().sum()), float(x.flatten()[::97].double().sum())
+        x = x.double()
+        return tuple(x.shape), float(x.sum()), float(x.abs().sum()), float(x.flatten()[::97].sum())
 
     def logits(self, step: int, x):
         """The teacher's logits for training step ``step`` whose batch is ``x``."""
