@@ -102,6 +102,22 @@ def build_student_resnet(num_classes: int = 10, width: int = 32) -> "torch.nn.Mo
     return model
 
 
+def train_student_resnet(data, *, width: int, epochs: int, lr: float, batch: int = 64, seed: int = 0,
+                         loss_fn=None) -> dict:
+    """Train a fresh :func:`build_student_resnet` from seed ``seed`` with
+    :func:`common.workloads.fit_classifier` (``loss_fn``: e.g. :meth:`CachedTeacher.loss_fn`;
+    None: cross-entropy), so every student of a comparison starts and trains alike. Returns the
+    model, its per-epoch history, its final validation accuracy and its test-split metrics."""
+    from common import env, workloads
+
+    env.seed_everything(seed)
+    model = build_student_resnet(len(data.classes), width)
+    hist = workloads.fit_classifier(model, data, epochs=epochs, lr=lr, batch=batch, seed=seed,
+                                    loss_fn=loss_fn, progress=False)
+    return {"model": model, "history": hist, "val": hist[-1]["val_accuracy"],
+            "test": workloads.evaluate_classifier(model, data)}
+
+
 class CachedTeacher:
     """The teacher's logits for :func:`common.workloads.fit_classifier`'s ``loss_fn`` hook,
     computed once per training step and reused by every later run that replays the same
@@ -284,6 +300,14 @@ def plain_student(model):
     model.__dict__.pop("teacher_key", None)
     model.criterion = None
     return model
+
+
+def yolo_student(yaml_path, nc: int):
+    """An untrained ultralytics ``DetectionModel`` built from a :func:`student_yaml` file with
+    ``nc`` classes (the shape the trainer will build), for size checks and head comparisons."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel(str(yaml_path), nc=nc, verbose=False)
 
 
 def student_yaml(out_path, *, width_multiple: float = 0.125, depth_multiple: float = 0.33,

@@ -124,3 +124,16 @@ def test_cached_teacher_runs_the_teacher_once_per_step_and_refuses_other_batches
     fn = cache.loss_fn(2.0, 0.5)
     with pytest.raises(distill.DistillationError, match="different batch"):
         fn(torch.zeros(8, 4), batches[0] + 1, y)
+
+
+def test_students_trained_alike_are_identical_and_the_loss_is_what_differs():
+    from common import data
+
+    ds = data.subset(data.load_classification("digits", 32, 0), 128, "train", 0)
+    runs = [distill.train_student_resnet(ds, width=16, epochs=1, lr=0.05, seed=0) for _ in range(2)]
+    for a, b in zip(runs[0]["model"].state_dict().values(), runs[1]["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    kd = distill.train_student_resnet(ds, width=16, epochs=1, lr=0.05, seed=0,
+                                      loss_fn=distill.CachedTeacher(runs[0]["model"]).loss_fn(2.0, 0.5))
+    assert not torch.equal(kd["model"].fc.weight, runs[0]["model"].fc.weight)
+    assert set(runs[0]) == {"model", "history", "val", "test"} and 0 <= runs[0]["test"]["accuracy"] <= 1
