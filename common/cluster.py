@@ -117,39 +117,64 @@ def bits_per_index(k: int) -> int:
 
 def clusterable_layers(model) -> dict[str, "torch.nn.Module"]:
     """Conv and Linear layers, by name, whose weights get clustered: the layers pruning acts on
-    (:func:`common.pruning.prunable_layers`) with more than one weight. Biases and norms stay
-    float: they are a fraction of a percent of the weights."""
+    (:func:`common.pruning.prunable_layers`) with more than one weight, except YOLO's DFL
+    projection (``.dfl``: fixed weights 0..15 that decode box distributions, never trained).
+    Biases and norms stay float: they are a fraction of a percent of the weights."""
     from common.pruning import prunable_layers
 
-    return {n: m for n, m in prunable_layers(model).items() if m.weight.numel() > 1}
+    return {n: m for n, m in prunable_layers(model).items()
+            if m.weight.numel() > 1 and not (n == "dfl.conv" or n.endswith(".dfl.conv"))}
 
 
 def _clustered_weight_class():
     import torch
     import torch.nn as nn
 
+    class Gather(torch.autograd.Function):
+        """``codebook[labels]`` whose backward sums the weights' gradients per centroid with
+        ``bincount`` (a sequential, deterministic pass; the generic index backward is a sort
+        under ``torch.use_deterministic_algorithms`` and ~20x slower on ResNet-18)."""
+
+        @staticmethod
+        def forward(ctx, codebook, labels, scale):
+            ctx.save_for_backward(labels, scale)
+            return codebook[labels]
+
+        @staticmethod
+        def backward(ctx, grad):
+            labels, scale = ctx.saved_tensors
+            g = torch.bincount(labels, weights=grad.reshape(-1).double(), minlength=len(scale))
+            return g.to(grad.dtype) * scale, None, None
+
     class ClusteredWeight(nn.Module):
         """Parametrization ``weight = codebook[labels]``: the layer's weights stay tied to their
-        centroids, and autograd gives each centroid the sum of its weights' gradients (Deep
-        Compression's fine-tune), so an optimizer step moves whole clusters."""
+        centroids and an optimizer step moves whole clusters. Autograd gives each centroid the
+        sum of its weights' gradients (Deep Compression's update); with ``average`` it is
+        divided by the cluster's size, so a centroid steps like one weight would (with SGD the
+        sum would move a 100 000-weight cluster 100 000 times too far)."""
 
-        def __init__(self, codebook, labels, shape):
+        def __init__(self, codebook, labels, shape, average: bool = True):
             super().__init__()
             self.codebook = nn.Parameter(torch.as_tensor(codebook, dtype=torch.float32))
-            self.register_buffer("labels", torch.as_tensor(labels, dtype=torch.long))
+            self.register_buffer("labels", torch.as_tensor(labels, dtype=torch.long).reshape(-1))
             self.shape = tuple(shape)
+            counts = torch.bincount(self.labels, minlength=len(self.codebook)).clamp_min(1)
+            self.register_buffer("scale", 1 / counts.to(torch.float32) if average
+                                 else torch.ones(len(self.codebook)))
 
         def forward(self, _original):
-            return self.codebook[self.labels].view(self.shape)
+            return Gather.apply(self.codebook, self.labels, self.scale).view(self.shape)
 
     return ClusteredWeight
 
 
 def cluster_model(model, k: int, init: str = "linear", *, iters: int = 100, seed: int = 0,
-                  tie: bool = False, layers: dict | None = None) -> dict[str, dict]:
+                  tie: bool = False, average_grads: bool = True, layers: dict | None = None
+                  ) -> dict[str, dict]:
     """Cluster every layer of ``layers`` (default :func:`clusterable_layers`) of ``model`` in
     place to ``k`` shared values. With ``tie`` the weights become a parametrization
-    ``codebook[labels]`` (train the codebooks, then :func:`untie`); without, they are simply
+    ``codebook[labels]`` (train the codebooks, then :func:`untie`; ``average_grads``: each
+    centroid gets the mean of its weights' gradients, else their sum); without, they are simply
     overwritten by their centroids. Returns per layer the codebook, labels and k-means inertia."""
     import torch
     from torch.nn.utils import parametrize
@@ -165,7 +190,8 @@ def cluster_model(model, k: int, init: str = "linear", *, iters: int = 100, seed
         c, labels = kmeans_1d(w, kk, init, iters, seed)
         info[name] = {"codebook": c.astype(np.float32), "labels": labels, "inertia": inertia(w, c, labels)}
         if tie:
-            parametrize.register_parametrization(m, "weight", cls(c, labels, w.shape), unsafe=True)
+            parametrize.register_parametrization(m, "weight", cls(c, labels, w.shape, average_grads),
+                                                 unsafe=True)
         else:
             with torch.no_grad():
                 m.weight.copy_(torch.as_tensor(c[labels], dtype=w.dtype).view_as(w))
@@ -173,12 +199,26 @@ def cluster_model(model, k: int, init: str = "linear", *, iters: int = 100, seed
 
 
 def untie(model) -> "torch.nn.Module":
-    """Remove :func:`cluster_model`'s parametrizations, keeping the tied weights. In place."""
+    """Remove :func:`cluster_model`'s parametrizations, keeping the tied weights as plain
+    parameters. In place.
+
+    ``torch.nn.utils.parametrize.remove_parametrizations`` would delete the ``weight`` property
+    from the parametrized *class*, which a ``copy.deepcopy`` of the model shares: untying a copy
+    that way breaks the original. This swaps each module back to its own plain class instead."""
+    import torch
     from torch.nn.utils import parametrize
 
     for m in model.modules():
-        if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        if not parametrize.is_parametrized(m):
+            continue
+        if set(m.parametrizations.keys()) != {"weight"}:
+            raise ClusteringError(f"{type(m).__name__} has parametrizations other than weight: "
+                                  f"{sorted(m.parametrizations.keys())}")
+        w = m.weight.detach().clone()
+        requires_grad = m.parametrizations.weight.original.requires_grad
+        m.__class__ = m.__class__.__bases__[0]   # the plain Conv2d / Linear again
+        del m._modules["parametrizations"]
+        m.weight = torch.nn.Parameter(w, requires_grad=requires_grad)
     return model
 
 

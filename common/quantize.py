@@ -11,9 +11,99 @@ CPUs with VNNI), for both workloads.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from common import data as data_mod
+
+
+class QuantizationError(ValueError):
+    """Quantization settings that make no sense (bits out of range, a bad axis)."""
+
+
+# --------------------------------------------------------------------------- from scratch
+
+@dataclass
+class QTensor:
+    """Integer codes ``q`` with ``scale`` and ``zero_point`` (scalars, or one per channel along
+    ``axis``): the real value of a code is ``(q - zero_point) * scale``."""
+
+    q: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+    bits: int
+    symmetric: bool
+    axis: int | None
+
+    def _b(self, a: np.ndarray) -> np.ndarray:  # a per-channel array broadcast against q
+        if self.axis is None:
+            return a
+        shape = [1] * self.q.ndim
+        shape[self.axis] = -1
+        return a.reshape(shape)
+
+    def dequantize(self) -> np.ndarray:
+        return ((self.q.astype(np.float64) - self._b(self.zero_point)) * self._b(self.scale)).astype(np.float32)
+
+    @property
+    def step(self) -> np.ndarray:
+        """The quantization step (one code) of every element."""
+        return np.broadcast_to(self._b(self.scale), self.q.shape)
+
+
+def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
+    """Integer range: symmetric signed [-(2^(b-1) - 1), 2^(b-1) - 1] (the -2^(b-1) code is left
+    out so that zero sits in the middle and the range is the same both ways), asymmetric
+    unsigned [0, 2^b - 1]."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 16:
+        raise QuantizationError(f"bits must be an integer in [2, 16], got {bits!r}")
+    return (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1) if symmetric else (0, 2 ** bits - 1)
+
+
+def quantize_tensor(w, bits: int = 8, symmetric: bool = True, per_channel: bool = False,
+                    axis: int = 0) -> QTensor:
+    """Linear quantization of ``w`` from scratch, min / max calibrated.
+
+    symmetric: ``scale = max|w| / qmax``, zero point 0; asymmetric: the range ``[min(w, 0),
+    max(w, 0)]`` mapped onto ``[0, 2^b - 1]`` with an integer zero point (real 0 is exactly
+    representable either way). ``per_channel``: one scale (and zero point) per slice along
+    ``axis`` (the output channels of a Conv / Linear weight)."""
+    w = np.asarray(w.detach().cpu().numpy() if hasattr(w, "detach") else w, dtype=np.float64)
+    qmin, qmax = qrange(bits, symmetric)
+    if per_channel:
+        if not -w.ndim <= axis < w.ndim:
+            raise QuantizationError(f"axis {axis} does not exist in a {w.ndim}-d tensor")
+        axis = axis % w.ndim
+        flat = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        lo, hi = flat.min(1), flat.max(1)
+    else:
+        axis = None
+        lo, hi = np.array(w.min()), np.array(w.max())
+    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+    if symmetric:
+        scale = np.maximum(-lo, hi) / qmax
+        zero = np.zeros_like(scale)
+    else:
+        scale = (hi - lo) / (qmax - qmin)
+        zero = np.where(scale > 0, np.clip(np.round(qmin - lo / np.where(scale > 0, scale, 1)), qmin, qmax), 0)
+    scale = np.where(scale > 0, scale, 1.0)  # an all-zero channel: any scale codes it as 0
+    qt = QTensor(np.zeros(w.shape, np.int32), scale.astype(np.float32), zero.astype(np.int64), bits, symmetric, axis)
+    s, z = qt._b(qt.scale.astype(np.float64)), qt._b(qt.zero_point)
+    qt.q = np.clip(np.round(w / s) + z, qmin, qmax).astype(np.int32)
+    return qt
+
+
+def quantization_error(w, qt: QTensor) -> dict[str, float]:
+    """How far the dequantized tensor is from ``w``: MSE, max |error| (in units of the step as
+    well) and the signal-to-quantization-noise ratio in dB."""
+    w = np.asarray(w.detach().cpu().numpy() if hasattr(w, "detach") else w, dtype=np.float64)
+    err = qt.dequantize().astype(np.float64) - w
+    mse = float((err ** 2).mean())
+    return {"mse": mse, "max_abs": float(np.abs(err).max()),
+            "max_steps": float((np.abs(err) / qt.step).max()),
+            "sqnr_db": float(10 * np.log10((w ** 2).mean() / mse)) if mse > 0 else float("inf")}
 
 
 def openvino_int8(bl, out_dir: str | Path, samples: int = 300, seed: int = 0) -> Path:

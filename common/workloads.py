@@ -312,8 +312,8 @@ def finetune_detector(model, bl: "Baseline", *, epochs: float = 1, lr: float = 1
     steps = max(1, math.ceil(epochs * len(loader)))
     model.args = args
     model.criterion = None  # rebuilt for the (possibly pruned) head
-    for p in model.parameters():
-        p.requires_grad_(True)
+    for name, p in model.named_parameters():  # as ultralytics' trainer: the DFL projection
+        p.requires_grad_(".dfl" not in name)     # (fixed 0..15 weights) is never trained
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                             weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)  # linear decay to 0

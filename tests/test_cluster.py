@@ -64,6 +64,47 @@ def test_cluster_model_leaves_k_values_per_layer_and_tied_training_keeps_them():
     assert set(cluster.unique_values(model).values()) == {4}
 
 
+@pytest.mark.parametrize("average", [True, False])
+def test_a_centroid_gets_the_mean_or_the_sum_of_its_weights_gradients(average):
+    torch.manual_seed(0)
+    tied = torch.nn.Linear(6, 3)
+    plain = torch.nn.Linear(6, 3)
+    info = cluster.cluster_model(tied, 3, tie=True, average_grads=average)
+    labels = torch.as_tensor(info[""]["labels"])  # the model is the layer: its name is ""
+    with torch.no_grad():
+        plain.weight.copy_(tied.weight)
+        plain.bias.copy_(tied.bias)
+    x = torch.randn(4, 6)
+    tied(x).pow(2).sum().backward()
+    plain(x).pow(2).sum().backward()
+    g = plain.weight.grad.reshape(-1)
+    expected = torch.stack([g[labels == c].sum() for c in range(3)])
+    if average:
+        expected = expected / torch.bincount(labels, minlength=3)
+    torch.testing.assert_close(tied.parametrizations.weight[0].codebook.grad, expected)
+
+
+def test_untying_a_copy_leaves_the_tied_original_working():
+    """torch's remove_parametrizations edits the parametrized class a deepcopy shares; untie must not."""
+    import copy
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 4))
+    cluster.cluster_model(model, 4, tie=True)
+    x = torch.randn(2, 3, 8, 8)
+    plain = cluster.untie(copy.deepcopy(model))
+    assert type(plain[0]) is torch.nn.Conv2d
+    assert torch.equal(plain(x), model(x))                      # the tied original still runs
+    assert parametrize_count(model) == 2 and parametrize_count(plain) == 0
+    assert set(cluster.unique_values(plain).values()) == {4}
+
+
+def parametrize_count(model) -> int:
+    from torch.nn.utils import parametrize
+
+    return sum(parametrize.is_parametrized(m) for m in model.modules())
+
+
 def test_palette_round_trip_is_exact_and_small(tmp_path):
     torch.manual_seed(0)
     model = workloads.build_resnet18(10)

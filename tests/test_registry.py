@@ -127,3 +127,16 @@ def test_comparison_puts_the_baseline_first_with_deltas_and_ratios(tmp_path):
     assert "| hw1 | baseline |" in text and "## Environment" in text and "ISA:" in text
     assert (tmp_path / "pareto_resnet18_digits_latency.png").stat().st_size > 1000
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_a_workload_without_hw1_takes_its_own_homeworks_baseline(tmp_path):
+    """hw4's Keras twin has no hw1 row: its hw4 'baseline' row is the reference."""
+    path = tmp_path / "experiments.csv"
+    twin = {**ROW, "homework": "hw4", "workload": "keras_cnn"}
+    report.upsert([{**twin, "name": "16 int8", "accuracy": 0.97, "size_mb": 0.1, "latency_cpu_ms": 0.1},
+                   {**twin, "name": "baseline", "accuracy": 0.98, "size_mb": 0.8, "latency_cpu_ms": 0.2}], path)
+    table = report.comparison(report.load(path))[("keras_cnn", "digits")]
+    assert list(table["name"]) == ["baseline", "16 int8"]
+    assert table.iloc[1]["size ×"] == "8.00" and table.iloc[1]["Δaccuracy"] == "-0.0100"
+    with pytest.raises(report.RegistryError, match="valid: resnet18, yolov8n, keras_cnn"):
+        report.upsert({**twin, "workload": "keras"}, path)

@@ -92,3 +92,18 @@ def test_detector_scores_the_same_as_a_module_and_as_exported_models(tmp_path):
         tolerance = 1e-2 if fmt == "openvino" else 1e-4
         for k in ref:
             assert got[k] == pytest.approx(ref[k], abs=tolerance), (fmt, k)
+
+
+def test_detector_fine_tune_trains_the_model_but_never_the_dfl_projection():
+    """finetune_detector freezes '.dfl' like ultralytics' trainer: its 0..15 weights are fixed."""
+    import copy
+
+    import torch
+
+    bl = workloads.baseline("yolov8n")
+    m = copy.deepcopy(bl.model)
+    workloads.finetune_detector(m, bl, epochs=0.05, progress=False)  # two optimizer steps
+    dfl = {n: p for n, p in m.named_parameters() if ".dfl" in n}
+    assert dfl and all(torch.equal(p, dict(bl.model.named_parameters())[n]) for n, p in dfl.items())
+    assert all(not p.requires_grad for p in dfl.values())
+    assert not torch.equal(m.model[0].conv.weight, bl.model.model[0].conv.weight)
