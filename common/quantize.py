@@ -145,3 +145,66 @@ def _ultralytics_int8(bl, out_dir: Path, samples: int) -> Path:
                          fraction=min(1.0, samples / n_train), imgsz=bl.config.img_size, batch=1,
                          device="cpu"))
     return next(path.glob("*.xml"))
+
+
+# --------------------------------------------------------------------------- ONNX Runtime
+
+def onnx_int8(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray, *,
+              per_channel: bool = True, exclude: list[str] | None = None) -> Path:
+    """Static int8 post-training quantization of an ONNX model with ONNX Runtime, QDQ format:
+    weights int8 symmetric (per output channel with ``per_channel``), activations uint8 with
+    min / max ranges calibrated on ``calibration`` (a float32 NCHW batch, fed one image at a
+    time). ``exclude``: node names kept in float (e.g. a detector's box decoding). Written
+    atomically to ``out_path``."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quant_pre_process, quantize_static)
+    import onnx
+
+    calibration = np.asarray(calibration, dtype=np.float32)
+    if calibration.ndim != 4 or len(calibration) == 0:
+        raise QuantizationError(f"the calibration set must be a non-empty NCHW batch, got shape {calibration.shape}")
+    name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(calibration)
+
+        def get_next(self):
+            x = next(self.items, None)
+            return None if x is None else {name: x[None]}
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
+    pre = out_path.with_name(out_path.stem + ".pre.tmp.onnx")
+    try:
+        # shape inference first, as ONNX Runtime recommends; no graph optimization, so node names
+        # (``exclude``) stay those of the exported model
+        quant_pre_process(str(onnx_path), str(pre), skip_optimization=True)
+        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude or []),
+                        calibrate_method=CalibrationMethod.MinMax)
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        pre.unlink(missing_ok=True)
+    return out_path
+
+
+def onnx_quantized_weight(onnx_path: str | Path, weight_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The int8 codes, scales and zero points ONNX Runtime stored for the float initializer
+    ``weight_name`` (its ``DequantizeLinear`` inputs), to compare with :func:`quantize_tensor`."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.output[0].startswith(weight_name) \
+                and node.input[0] in inits and node.input[0] != weight_name:
+            q, s, z = (numpy_helper.to_array(inits[i]) for i in node.input[:3])
+            return q, s, z
+    known = sorted(n for n in inits if n.endswith("_quantized"))[:5]
+    raise QuantizationError(f"no quantized weight for {weight_name!r} in {Path(onnx_path).name}; "
+                            f"quantized initializers look like {known}")

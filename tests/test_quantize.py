@@ -51,3 +51,26 @@ def test_zero_is_exact_and_bad_settings_are_refused(weight):
         quantize.quantize_tensor(weight, 1)
     with pytest.raises(quantize.QuantizationError, match="axis 4 does not exist"):
         quantize.quantize_tensor(weight, 8, per_channel=True, axis=4)
+
+
+def test_onnx_runtime_per_channel_weights_agree_with_ours_within_one_step(tmp_path):
+    """hw2's cross-check: ONNX Runtime's static QDQ per-channel int8 weights vs quantize_tensor."""
+    from common import backends
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3)).eval()
+    x = torch.randn(16, 3, 12, 12)
+    fp32 = tmp_path / "m.onnx"
+    torch.onnx.export(model, (x[:1],), str(fp32), input_names=["images"], opset_version=17, dynamo=False)
+    q8 = quantize.onnx_int8(fp32, tmp_path / "m-int8.onnx", x.numpy())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-int8.onnx", "m.onnx"]   # no temporaries left
+    codes, scale, zero = quantize.onnx_quantized_weight(q8, "0.weight")
+    ours = quantize.quantize_tensor(model[0].weight, 8, symmetric=True, per_channel=True)
+    assert codes.dtype == np.int8 and not zero.any()
+    np.testing.assert_allclose(scale, ours.scale, rtol=1e-5)
+    assert np.abs(codes.astype(np.int32) - ours.q).max() <= 1
+    ref = model(x[:1]).detach().numpy()
+    got = backends.load(q8, threads=1)(x[:1].numpy())
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()      # int8 activations: close, not equal
+    with pytest.raises(quantize.QuantizationError, match="non-empty NCHW batch"):
+        quantize.onnx_int8(fp32, tmp_path / "never.onnx", x.numpy()[:0])
