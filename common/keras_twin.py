@@ -209,3 +209,14 @@ def to_tflite(model, path: str | Path, *, int8: bool = False, calibration=None,
     tmp.write_bytes(blob)
     tmp.replace(path)
     return path
+
+
+def tflite_variant(model, path: str | Path, data, *, threads: int = 2, **convert) -> dict:
+    """Convert ``model`` with :func:`to_tflite` (``convert``: int8, calibration, per_channel)
+    and score the file with the LiteRT interpreter on ``data``'s test split: its path, the
+    classification metrics, and its size and gzip size in MB."""
+    from common import size, workloads
+
+    p = to_tflite(model, path, **convert)
+    return {"path": p, "quality": workloads.evaluate_classifier(p, data, threads=threads),
+            "size": size.size_mb(p), "gzip": size.gzip_mb(p)}

@@ -21,9 +21,11 @@ def test_tfmot_clustering_leaves_k_values_and_tflite_scores_like_keras(small, tm
     assert len(history) == 1
     assert set(keras_twin.unique_per_layer(stripped).values()) <= {1, 2, 3, 4}
     assert max(keras_twin.unique_per_layer(model).values()) > 100          # the original is untouched
-    path = keras_twin.to_tflite(stripped, tmp_path / "c4.tflite")
-    acc = workloads.evaluate_classifier(path, d)["accuracy"]
-    assert abs(acc - keras_twin.accuracy(stripped, d)) <= 1 / len(d.y_test)
+    v = keras_twin.tflite_variant(stripped, tmp_path / "c4.tflite", d)
+    path = v["path"]
+    assert v["quality"] == workloads.evaluate_classifier(path, d)
+    assert abs(v["quality"]["accuracy"] - keras_twin.accuracy(stripped, d)) <= 1 / len(d.y_test)
+    assert v["size"] == path.stat().st_size / 2 ** 20 and v["gzip"] < v["size"]
     int8 = keras_twin.to_tflite(stripped, tmp_path / "c4-int8.tflite", int8=True, calibration=d.x_train[:20],
                                 per_channel=False)
     assert int8.stat().st_size < path.stat().st_size / 2
