@@ -1,5 +1,11 @@
-"""Post-training int8 quantization to OpenVINO with NNCF (the production path on Intel / AMD
-CPUs with VNNI), for both workloads.
+"""Linear quantization: from scratch, and with the production libraries.
+
+- :func:`quantize_tensor`: symmetric / asymmetric, per-tensor / per-channel integer codes of a
+  tensor, min / max calibrated, with :func:`quantization_error`;
+- :func:`onnx_int8`: static int8 with ONNX Runtime (QDQ, per-channel weights), and
+  :func:`onnx_quantized_weight` to read back the codes it stored;
+- :func:`openvino_int8`: post-training int8 to OpenVINO with NNCF (the production path on
+  Intel / AMD CPUs with VNNI), for both workloads:
 
 - classifier: ``openvino.convert_model`` then ``nncf.quantize`` on calibration images drawn
   from the training split;
