@@ -107,17 +107,17 @@ def build_cnn(num_classes: int, img_size: int, channels: int = 3, width: int = 3
     ], name="keras_twin")
 
 
-def _compile(model, lr):
+def _compile(model, lr) -> None:
     tf = tf_setup(seed=None)
     model.compile(optimizer=tf.keras.optimizers.Adam(lr),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    return model
 
 
 def fit(model, data, *, epochs: int, lr: float, batch: int = 64, seed: int = 0) -> list[dict]:
     """Train (or fine-tune) ``model`` on ``data``'s training split with Adam and a cosine decay
-    of ``lr`` to zero; per-epoch loss and validation accuracy. Shuffling is seeded, so two calls alike give the same weights."""
+    of ``lr`` to zero; per-epoch loss and validation accuracy. Shuffling is seeded, so two
+    calls alike give the same weights."""
     if epochs < 1 or lr <= 0:
         raise ValueError(f"need epochs >= 1 and lr > 0, got {epochs}, {lr}")
     tf = tf_setup(seed=seed)
@@ -131,10 +131,13 @@ def fit(model, data, *, epochs: int, lr: float, batch: int = 64, seed: int = 0) 
 
 
 def accuracy(model, data, split: str = "test") -> float:
-    """Top-1 accuracy of a Keras model on a split (float32, before any conversion)."""
+    """Top-1 accuracy of a Keras model on a split (float32, before any conversion), computed by
+    the same :func:`common.metrics.classification_metrics` as every other model's."""
+    from common.metrics import classification_metrics
+
     x, y = data.split(split)
-    logits = model.predict(nhwc(x), batch_size=256, verbose=0)
-    return float((logits.argmax(1) == y.numpy()).mean())
+    preds = model.predict(nhwc(x), batch_size=256, verbose=0).argmax(1)
+    return classification_metrics(y.numpy(), preds, n_classes=len(data.classes))["accuracy"]
 
 
 def cluster(model, k: int, init: str, data, *, epochs: int, lr: float, seed: int = 0):
