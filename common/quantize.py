@@ -2,16 +2,20 @@
 
 - :func:`quantize_tensor`: symmetric / asymmetric, per-tensor / per-channel integer codes of a
   tensor, min / max calibrated, with :func:`quantization_error`;
-- :func:`onnx_int8`: static int8 with ONNX Runtime (QDQ, per-channel weights), and
-  :func:`onnx_quantized_weight` to read back the codes it stored;
+- :func:`fake_quantize`: weights quantize-dequantized on every forward with a straight-through
+  gradient (quantization-aware training), :func:`layer_sensitivity` (one layer at a time);
 - :func:`openvino_int8`: post-training int8 to OpenVINO with NNCF (the production path on
-  Intel / AMD CPUs with VNNI), for both workloads:
+  Intel / AMD CPUs with VNNI): the classifier through ``openvino.convert_model`` then
+  ``nncf.quantize``, the detector through ultralytics' OpenVINO exporter with ``quantize=8``,
+  which runs NNCF with the head's post-processing kept in float (its ignored scope);
+  :func:`openvino_fp16`;
+- ONNX Runtime: :func:`onnx_int8` (static, QDQ, per-channel weights), :func:`onnx_dynamic`,
+  :func:`onnx_fp16`, :func:`onnx_quantized_weight` to read back the codes it stored;
+- PyTorch :func:`torch_dynamic`; TFLite :func:`tflite_quantize` (AI Edge Quantizer: fp16,
+  dynamic, static int8) and :func:`yolo_tflite_int8` (ultralytics' LiteRT exporter);
+- :func:`check_methods`, :func:`check_calibration`: bad settings fail before any work.
 
-- classifier: ``openvino.convert_model`` then ``nncf.quantize`` on calibration images drawn
-  from the training split;
-- detector: ultralytics' own OpenVINO exporter with ``int8=True``, which runs NNCF with the
-  detection head's post-processing kept in float (its ignored scope), calibrated on the
-  training split.
+Calibration images always come from the training split (:func:`calibration_images`).
 """
 
 from __future__ import annotations
@@ -116,10 +120,9 @@ def openvino_int8(bl, out_dir: str | Path, samples: int = 300, seed: int = 0) ->
     """Quantize baseline (or :func:`common.workloads.variant`) ``bl`` to an int8 OpenVINO IR
     under ``out_dir``; returns the ``.xml`` path. ``samples``: calibration images (training
     split)."""
+    check_calibration(samples, training_images(bl))   # before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if samples < 1:
-        raise ValueError(f"need at least one calibration image, got samples={samples}")
     if bl.config.workload == "yolov8n":
         return _ultralytics_int8(bl, out_dir, samples)
     import nncf
@@ -128,7 +131,7 @@ def openvino_int8(bl, out_dir: str | Path, samples: int = 300, seed: int = 0) ->
 
     x = torch.zeros(bl.input_shape)
     ov_model = ov.convert_model(bl.model.eval(), example_input=x, input=[(-1, *bl.input_shape[1:])])
-    calib = data_mod.calibration_subset(bl.data, min(samples, len(bl.data.y_train)), seed).numpy()
+    calib = data_mod.calibration_subset(bl.data, samples, seed).numpy()
     dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
     q = nncf.quantize(ov_model, dataset, subset_size=len(calib), preset=nncf.QuantizationPreset.PERFORMANCE)
     path = out_dir / "resnet18_int8" / "resnet18.xml"
@@ -147,7 +150,7 @@ def _ultralytics_int8(bl, out_dir: Path, samples: int) -> Path:
     n_train = len(data_mod.detection_images(bl.data, "train"))
     check_det_dataset(str(bl.data))
     y = workloads.yolo(ckpt)
-    path = Path(y.export(format="openvino", int8=True, data=str(bl.data), split="train",
+    path = Path(y.export(format="openvino", quantize=8, data=str(bl.data), split="train",
                          fraction=min(1.0, samples / n_train), imgsz=bl.config.img_size, batch=1,
                          device="cpu"))
     return next(path.glob("*.xml"))
@@ -191,6 +194,7 @@ def onnx_int8(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarr
                         per_channel=per_channel, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude or []),
                         calibrate_method=CalibrationMethod.MinMax)
+        _copy_metadata(onnx_path, tmp)
         tmp.replace(out_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -214,3 +218,362 @@ def onnx_quantized_weight(onnx_path: str | Path, weight_name: str) -> tuple[np.n
     known = sorted(n for n in inits if n.endswith("_quantized"))[:5]
     raise QuantizationError(f"no quantized weight for {weight_name!r} in {Path(onnx_path).name}; "
                             f"quantized initializers look like {known}")
+
+
+# --------------------------------------------------------------------------- fp16 and dynamic int8
+
+def openvino_fp16(bl, out_dir: str | Path) -> Path:
+    """An OpenVINO IR with float16 weights (half the file; the CPU plugin computes in float32
+    unless told otherwise). Classifier: ``convert_model`` + ``save_model(compress_to_fp16=True)``;
+    detector: ultralytics' exporter with ``quantize=16``. Returns the ``.xml`` path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if bl.config.workload == "yolov8n":
+        from common import workloads
+
+        ckpt = out_dir / "yolov8n.pt"
+        shutil.copy2(bl.ultralytics_checkpoint, ckpt)
+        path = Path(workloads.yolo(ckpt).export(format="openvino", quantize=16, imgsz=bl.config.img_size,
+                                                batch=1, device="cpu"))
+        return next(path.glob("*.xml"))
+    import openvino as ov
+    import torch
+
+    ov_model = ov.convert_model(bl.model.eval(), example_input=torch.zeros(bl.input_shape),
+                                input=[(-1, *bl.input_shape[1:])])
+    path = out_dir / "resnet18_fp16" / "resnet18.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov_model, str(path), compress_to_fp16=True)
+    return path
+
+
+def _save_onnx(model, out_path: Path) -> Path:
+    import onnx
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
+    try:
+        onnx.save(model, str(tmp))
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def onnx_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
+    """Every float32 initializer and op of an ONNX model in float16, inputs and outputs kept
+    float32 (``onnxruntime.transformers.float16``, as ultralytics does for CPU fp16 exports)."""
+    import onnx
+    from onnxruntime.transformers import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
+    return _save_onnx(model, Path(out_path))
+
+
+def onnx_dynamic(onnx_path: str | Path, out_path: str | Path) -> Path:
+    """Dynamic int8 with ONNX Runtime: weights stored as 8-bit integers, each activation
+    quantized on the fly from its own min / max at run time (no calibration). Weights are
+    uint8, the type ONNX Runtime's CPU ``ConvInteger`` kernel implements."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
+    try:
+        quantize_dynamic(str(onnx_path), str(tmp), weight_type=QuantType.QUInt8, per_channel=False)
+        _copy_metadata(onnx_path, tmp)
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def _copy_metadata(src: str | Path, dst: str | Path) -> None:
+    """Carry an ONNX model's ``metadata_props`` (ultralytics keeps class names, stride and image
+    size there) over to its quantized copy."""
+    import onnx
+
+    meta = onnx.load(str(src), load_external_data=False).metadata_props
+    if not meta:
+        return
+    model = onnx.load(str(dst))
+    del model.metadata_props[:]
+    model.metadata_props.extend(meta)
+    onnx.save(model, str(dst))
+
+
+def torch_dynamic(model):
+    """PyTorch dynamic int8 (``torch.ao.quantization.quantize_dynamic``) of a copy of
+    ``model``: ``nn.Linear`` weights int8, activations quantized per batch at run time. It has
+    no dynamic convolution, so in a CNN only the classifier head changes."""
+    import copy
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization is frozen, still shipped
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear},
+                                                      dtype=torch.qint8)
+
+
+# --------------------------------------------------------------------------- TFLite
+
+TFLITE_MODES = ("fp16", "int8", "dynamic")
+
+
+def tflite_quantize(src: str | Path, out_path: str | Path, mode: str,
+                    calibration: np.ndarray | None = None) -> Path:
+    """Quantize a float32 ``.tflite`` with Google's AI Edge Quantizer (what ultralytics' LiteRT
+    exporter uses): ``fp16`` float16 weights (float compute), ``int8`` static int8 weights and
+    activations calibrated on ``calibration`` (float32 batch in the model's input layout, fed one
+    image at a time) with float32 input / output, ``dynamic`` int8 weights with activations
+    quantized at run time."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import qtyping, quantizer, recipe, recipe_manager
+
+    if mode not in TFLITE_MODES:
+        raise QuantizationError(f"unknown TFLite mode {mode!r}; choose one of {', '.join(TFLITE_MODES)}")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    qt = quantizer.Quantizer(str(src))
+    if mode == "fp16":
+        rm = recipe_manager.RecipeManager()
+        rm.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                  num_bits=16, algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
+        qt.load_quantization_recipe(rm.get_quantization_recipe())
+        result = qt.quantize()
+    elif mode == "dynamic":
+        qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+        result = qt.quantize()
+    else:
+        calibration = np.asarray(calibration if calibration is not None else [], dtype=np.float32)
+        if calibration.ndim != 4 or len(calibration) == 0:
+            raise QuantizationError(f"int8 needs a non-empty calibration batch, got shape {calibration.shape}")
+        sig = Interpreter(model_path=str(src)).get_signature_list()
+        key = next(iter(sig))
+        name = sig[key]["inputs"][0]
+        qt.load_quantization_recipe(recipe.static_wi8_ai8())
+        for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):  # float32 I/O
+            qt.update_quantization_recipe(regex=".*", operation_name=op,
+                                          algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
+        result = qt.quantize(qt.calibrate({key: [{name: x[None]} for x in calibration]}))
+    tmp = out_path.with_name(out_path.stem + ".tmp.tflite")
+    try:
+        result.export_model(str(tmp), overwrite=True)
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def yolo_tflite_int8(bl, out_dir: str | Path, samples: int = 300) -> Path:
+    """Static int8 TFLite of the detector through ultralytics' LiteRT exporter (litert-torch,
+    then AI Edge Quantizer's int8 recipe on ``samples`` training images; box coordinates are
+    normalised first so that they survive int8)."""
+    from common import workloads
+
+    n_train = training_images(bl)
+    check_calibration(samples, n_train)   # before any work
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / "yolov8n.pt"
+    shutil.copy2(bl.ultralytics_checkpoint, ckpt)
+    path = workloads.yolo(ckpt).export(format="litert", quantize=8, data=str(bl.data), split="train",
+                                       fraction=min(1.0, samples / n_train), imgsz=bl.config.img_size,
+                                       batch=1, device="cpu")
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- fake quantization (QAT, sensitivity)
+
+def _fake_quant_class():
+    import torch
+
+    class FakeQuant(torch.nn.Module):
+        """Weight parametrization: symmetric per-output-channel ``bits``-bit quantize-dequantize
+        of the current weight (as :func:`quantize_tensor`), with a straight-through gradient."""
+
+        def __init__(self, bits: int):
+            super().__init__()
+            self.qmax = qrange(bits, True)[1]
+            self.bits = bits
+
+        def forward(self, w):
+            s = w.detach().abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True).double() / self.qmax
+            s = torch.where(s > 0, s, torch.ones_like(s))
+            q = (torch.clamp(torch.round(w.double() / s), -self.qmax, self.qmax) * s).to(w.dtype)
+            return w + (q - w).detach()   # forward: q; backward: identity (straight-through)
+
+    return FakeQuant
+
+
+def fake_quantize(model, bits: int, layers: list[str] | None = None):
+    """Make the weights of ``layers`` (default: every layer of
+    :func:`common.cluster.clusterable_layers`) quantize-dequantize to ``bits`` bits on every
+    forward, symmetric per output channel, in place. Training such a model is quantization-aware
+    training with a straight-through estimator; :func:`common.cluster.untie` bakes the quantized
+    weights in as plain parameters."""
+    from torch.nn.utils import parametrize
+
+    from common.cluster import clusterable_layers
+
+    qrange(bits, True)
+    all_layers = clusterable_layers(model)
+    names = list(all_layers) if layers is None else list(layers)
+    unknown = [n for n in names if n not in all_layers]
+    if unknown:
+        raise QuantizationError(f"unknown layers {unknown[:3]}; quantizable layers look like {list(all_layers)[:3]}")
+    cls = _fake_quant_class()
+    for n in names:
+        parametrize.register_parametrization(all_layers[n], "weight", cls(bits))
+    return model
+
+
+def output_sqnr(reference, output) -> float:
+    """Signal-to-noise ratio (dB) of ``output`` against ``reference`` (arrays or tensors)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    err = np.asarray(output, dtype=np.float64) - ref
+    mse = (err ** 2).mean()
+    return float(10 * np.log10((ref ** 2).mean() / mse)) if mse > 0 else float("inf")
+
+
+def layer_sensitivity(model, x, bits: int, *, batch: int = 64, progress: bool = True) -> dict[str, float]:
+    """Quantize one layer at a time (``bits``-bit weights, the rest float) and measure the output
+    SQNR in dB against the float model on inputs ``x``: the lower, the more sensitive the layer."""
+    import copy
+
+    import torch
+    from tqdm import tqdm
+
+    from common.backends import _first
+    from common.cluster import clusterable_layers, untie
+
+    x = torch.as_tensor(x)
+
+    def run(m):
+        with torch.no_grad():
+            return torch.cat([_first(m(x[i:i + batch])) for i in range(0, len(x), batch)]).numpy()
+
+    ref = run(model.eval())
+    out = {}
+    for name in tqdm(list(clusterable_layers(model)), desc=f"{bits}-bit, one layer at a time", disable=not progress):
+        m = copy.deepcopy(model)
+        untie(fake_quantize(m, bits, [name]))
+        out[name] = output_sqnr(ref, run(m.eval()))
+    return out
+
+
+# --------------------------------------------------------------------------- methods and checks
+
+#: every post-training path hw2 knows, by the name a notebook parameter uses
+METHODS = ("fp16-openvino", "fp16-onnx", "fp16-cuda", "dynamic-torch", "dynamic-onnx",
+           "int8-openvino", "int8-onnx", "tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8")
+
+
+def check_methods(methods) -> list[str]:
+    """``methods`` as a list, or one error naming the unknown ones and every valid name."""
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise QuantizationError(f"unknown method(s) {unknown}; valid methods: {', '.join(METHODS)}")
+    return methods
+
+
+def check_calibration(n, available: int) -> int:
+    """A calibration size between 1 and the ``available`` training images, or one clear error."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise QuantizationError(f"calibration size must be an integer, got {n!r}")
+    if n < 1:
+        raise QuantizationError(f"the calibration set is empty (size {n}); give at least 1 image")
+    if n > available:
+        raise QuantizationError(f"calibration size {n} is larger than the training split "
+                                f"({available} images); choose 1 .. {available}")
+    return int(n)
+
+
+def yolo_postprocess_nodes(onnx_path: str | Path, head: str = "/model.22/") -> list[str]:
+    """Names of the detector head's post-processing nodes in an ultralytics ONNX export: every
+    node of the Detect module (``head``) outside its convolution branches: the DFL, box decoding,
+    concatenations and the final sigmoid, which int8 would damage and which are kept in float,
+    as NNCF's and ultralytics' int8 recipes do."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    names = [n.name for n in graph.node if n.name.startswith(head)       # not the conv branches
+             and not n.name[len(head):].startswith(("cv2", "cv3"))]     # (cv2 boxes, cv3 classes)
+    if not names:
+        raise QuantizationError(f"no node under {head!r} in {Path(onnx_path).name}: not an ultralytics detector export?")
+    return names
+
+
+def onnx_float_weight(onnx_path: str | Path, name: str) -> np.ndarray:
+    """The float initializer ``name`` of an ONNX model (e.g. a convolution weight with its
+    BatchNorm folded in, which is what the exporters quantize)."""
+    import onnx
+    from onnx import numpy_helper
+
+    for t in onnx.load(str(onnx_path)).graph.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t)
+    raise QuantizationError(f"no initializer {name!r} in {Path(onnx_path).name}")
+
+
+def conv_weight_names(onnx_path: str | Path) -> list[str]:
+    """The weight initializer of every ``Conv`` node, in graph order."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    return [n.input[1] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits]
+
+
+def cuda_fp16(bl, *, warmup: int = 10, repeats: int = 100, threads: int = 2):
+    """``model.half()`` on the GPU: quality on the test split and batch-1 latency, or ``None``
+    when there is no CUDA device (the caller records the row as skipped)."""
+    import copy
+
+    import torch
+
+    from common import timing, workloads
+
+    if not torch.cuda.is_available():
+        return None
+    model = copy.deepcopy(bl.model).half().cuda().eval()
+    x = torch.zeros(bl.input_shape, device="cuda", dtype=torch.half)
+    with torch.inference_mode():
+        stats = timing.measure(lambda: model(x), warmup=warmup, repeats=repeats, max_seconds=20.0,
+                               sync=torch.cuda.synchronize, batch=bl.input_shape[0], threads=threads,
+                               backend="pytorch fp16 (cuda)")
+    if bl.config.workload == "resnet18":
+        from common.metrics import classification_metrics
+
+        xs, ys = bl.data.split("test")
+        with torch.inference_mode():
+            preds = torch.cat([model(xs[i:i + 256].cuda().half()).argmax(1).cpu() for i in range(0, len(xs), 256)])
+        quality = classification_metrics(ys.numpy(), preds.numpy(), n_classes=len(bl.data.classes))
+    else:
+        quality = workloads.evaluate_detector(bl.ultralytics_checkpoint, bl.data, img_size=bl.config.img_size,
+                                              half=True, device="0")
+    return quality, stats
+
+
+def calibration_images(bl, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` training images as the model's float32 NCHW input: the classifier draws them at
+    random (fixed ``seed``), the detector takes the first ``n`` (the images ultralytics'
+    exporter calibrates on with ``fraction``)."""
+    from common import workloads
+
+    if bl.config.workload == "resnet18":
+        check_calibration(n, len(bl.data.y_train))
+        return data_mod.calibration_subset(bl.data, n, seed).numpy()
+    check_calibration(n, len(data_mod.detection_images(bl.data, "train")))
+    return workloads.sample_inputs(bl, n, "train")
+
+
+def training_images(bl) -> int:
+    """How many images the training split (the calibration source) holds."""
+    if bl.config.workload == "resnet18":
+        return len(bl.data.y_train)
+    return len(data_mod.detection_images(bl.data, "train"))

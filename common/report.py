@@ -110,11 +110,13 @@ def read_rows(path: Path | None = None) -> list[dict[str, str]]:
         return list(reader)
 
 
-def upsert(rows: dict | Iterable[dict], path: Path | None = None) -> Path:
+def upsert(rows: dict | Iterable[dict], path: Path | None = None, *, drop_stale: bool = False) -> Path:
     """Insert or replace rows by (homework, workload, dataset, name); atomic, all or nothing.
 
     Every row is validated before anything is written. Existing rows keep their position;
-    new rows are appended in the order given.
+    new rows are appended in the order given. ``drop_stale``: the given rows are a complete run,
+    so rows of the same (homework, workload, dataset) whose name is not among them (left by
+    an earlier run with other parameters) are removed.
     """
     rows = [rows] if isinstance(rows, dict) else list(rows)
     new = [normalize(r) for r in rows]  # raises before any write
@@ -124,6 +126,10 @@ def upsert(rows: dict | Iterable[dict], path: Path | None = None) -> Path:
     path = path or registry_path()
     with _locked(path):
         current = read_rows(path)
+        if drop_stale:
+            scopes = {k[:3] for k in keys}
+            current = [r for r in current
+                       if tuple(r[k] for k in KEY[:3]) not in scopes or tuple(r[k] for k in KEY) in set(keys)]
         index = {tuple(r[k] for k in KEY): i for i, r in enumerate(current)}
         for key, row in zip(keys, new):
             if key in index:

@@ -74,3 +74,128 @@ def test_onnx_runtime_per_channel_weights_agree_with_ours_within_one_step(tmp_pa
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()      # int8 activations: close, not equal
     with pytest.raises(quantize.QuantizationError, match="non-empty NCHW batch"):
         quantize.onnx_int8(fp32, tmp_path / "never.onnx", x.numpy()[:0])
+
+
+def _small_cnn():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3),
+                               torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 5)).eval()
+
+
+def test_fake_quantize_is_quantize_tensor_with_a_straight_through_gradient():
+    from common import cluster
+
+    model = _small_cnn()
+    plain = [m.weight.detach().clone() for m in model if hasattr(m, "weight")]
+    quantize.fake_quantize(model, 4)
+    for m, w in zip([m for m in model if hasattr(m, "weight")], plain):
+        ref = quantize.quantize_tensor(w, 4, symmetric=True, per_channel=True).dequantize()
+        np.testing.assert_allclose(m.weight.detach().numpy(), ref, rtol=0, atol=1e-6)
+    x = torch.randn(2, 3, 12, 12)
+    model(x).square().sum().backward()
+    # straight-through: the float weight gets exactly the gradient of the quantized weight it feeds
+    twin = _small_cnn()
+    for t, m in zip([t for t in twin if hasattr(t, "weight")], [m for m in model if hasattr(m, "weight")]):
+        t.weight = torch.nn.Parameter(m.weight.detach().clone())
+    twin(x).square().sum().backward()
+    assert torch.allclose(model[0].parametrizations.weight.original.grad, twin[0].weight.grad, atol=1e-5)
+    cluster.untie(model)
+    assert not hasattr(model[0], "parametrizations")
+    assert len(torch.unique(model[2].weight[0])) <= 15           # 4 bits, symmetric: at most 15 levels
+    with pytest.raises(quantize.QuantizationError, match="unknown layers"):
+        quantize.fake_quantize(_small_cnn(), 4, ["conv9"])
+
+
+def test_layer_sensitivity_gives_one_sqnr_per_layer_and_more_bits_help():
+    model = _small_cnn()
+    x = torch.randn(16, 3, 12, 12)
+    s4 = quantize.layer_sensitivity(model, x, 4, progress=False)
+    s8 = quantize.layer_sensitivity(model, x, 8, progress=False)
+    assert list(s4) == ["0", "2", "4"]
+    assert all(s8[n] > s4[n] + 15 for n in s4)                   # ~6 dB per bit
+    assert quantize.output_sqnr([1.0, 2.0], [1.0, 2.0]) == float("inf")
+    assert abs(quantize.output_sqnr([1.0, -1.0], [1.1, -1.1]) - 20.0) < 1e-9
+
+
+def test_method_and_calibration_checks_fail_before_work():
+    assert quantize.check_methods("int8-onnx") == ["int8-onnx"]
+    with pytest.raises(quantize.QuantizationError, match="valid methods: fp16-openvino"):
+        quantize.check_methods(["int8-onnx", "int4"])
+    assert quantize.check_calibration(300, 400) == 300
+    with pytest.raises(quantize.QuantizationError, match="larger than the training split"):
+        quantize.check_calibration(401, 400)
+    with pytest.raises(quantize.QuantizationError, match="empty"):
+        quantize.check_calibration(0, 400)
+    with pytest.raises(quantize.QuantizationError, match="integer"):
+        quantize.check_calibration(2.5, 400)
+
+
+def test_onnx_fp16_and_dynamic_stay_close_and_keep_metadata(tmp_path):
+    import onnx
+
+    from common import backends
+
+    model = _small_cnn()
+    x = torch.randn(4, 3, 12, 12)
+    fp32 = tmp_path / "m.onnx"
+    torch.onnx.export(model, (x[:1],), str(fp32), input_names=["images"], opset_version=17, dynamo=False,
+                      dynamic_axes={"images": {0: "batch"}})
+    m = onnx.load(str(fp32))
+    m.metadata_props.add(key="names", value="{0: 'a'}")
+    onnx.save(m, str(fp32))
+    ref = model(x).detach().numpy()
+    scale = np.abs(ref).max()
+    f16 = quantize.onnx_fp16(fp32, tmp_path / "m16.onnx")
+    assert abs(backends.load(f16, threads=1)(x.numpy()) - ref).max() < 1e-2 * scale
+    assert onnx.load(str(f16)).graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
+    dyn = quantize.onnx_dynamic(fp32, tmp_path / "mdyn.onnx")
+    assert abs(backends.load(dyn, threads=1)(x.numpy()) - ref).max() < 0.05 * scale
+    q8 = quantize.onnx_int8(fp32, tmp_path / "m8.onnx", x.numpy())
+    for path in (dyn, q8):                                           # ultralytics reads names from here
+        assert {p.key: p.value for p in onnx.load(str(path)).metadata_props} == {"names": "{0: 'a'}"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m16.onnx", "m8.onnx", "mdyn.onnx"]
+
+
+def test_onnx_weight_helpers_and_detector_postprocess_selection(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.arange(8, dtype=np.float32).reshape(2, 1, 2, 2)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/model.22/cv2.0/cv2.0.2/Conv"),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="/model.22/cv3.0/act/Sigmoid"),
+             helper.make_node("Softmax", ["s"], ["d"], name="/model.22/dfl/Softmax"),
+             helper.make_node("Concat", ["d", "s"], ["y"], name="/model.22/Concat_3", axis=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "det.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert quantize.yolo_postprocess_nodes(path) == ["/model.22/dfl/Softmax", "/model.22/Concat_3"]
+    assert quantize.conv_weight_names(path) == ["w"]
+    np.testing.assert_array_equal(quantize.onnx_float_weight(path, "w"), w)
+    with pytest.raises(quantize.QuantizationError, match="no node under"):
+        quantize.yolo_postprocess_nodes(path, head="/model.9/")
+
+
+def test_tflite_fp16_dynamic_and_int8(tmp_path):
+    import litert_torch
+
+    from common import backends
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    fp32 = tmp_path / "m.tflite"
+    litert_torch.convert(model, (x,)).export(str(fp32))
+    ref = model(x).detach().numpy()
+    scale = np.abs(ref).max()
+    with pytest.raises(quantize.QuantizationError, match="choose one of fp16, int8, dynamic"):
+        quantize.tflite_quantize(fp32, tmp_path / "never.tflite", "int4")
+    with pytest.raises(quantize.QuantizationError, match="non-empty calibration"):
+        quantize.tflite_quantize(fp32, tmp_path / "never.tflite", "int8", np.zeros((0, 3, 16, 16), np.float32))
+    calib = torch.randn(16, 3, 16, 16).numpy()
+    for mode, tol in (("fp16", 1e-2), ("dynamic", 0.05), ("int8", 0.08)):
+        out = quantize.tflite_quantize(fp32, tmp_path / f"m-{mode}.tflite", mode, calib if mode == "int8" else None)
+        got = backends.load(out, threads=1)(x.numpy())
+        assert got.shape == ref.shape and abs(got - ref).max() < tol * scale, mode
+        assert out.stat().st_size < fp32.stat().st_size * (0.6 if mode == "fp16" else 0.4)
+    assert not list(tmp_path.glob("*.tmp.*")) and not (tmp_path / "never.tflite").exists()

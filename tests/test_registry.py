@@ -36,6 +36,17 @@ def test_upsert_inserts_formats_and_replaces_in_place(tmp_path):
         assert f.readline().strip() == ",".join(COLUMNS)
 
 
+
+def test_upsert_can_drop_rows_an_earlier_run_left_behind(tmp_path):
+    path = tmp_path / "experiments.csv"
+    other = {**ROW, "workload": "yolov8n", "dataset": "shapes", "name": "old", "accuracy": None, "map50_95": 0.5}
+    report.upsert([ROW, {**ROW, "name": "mixed 16"}, {**ROW, "name": "qat"}, other], path)
+    report.upsert([{**ROW, "accuracy": 0.5}, {**ROW, "name": "mixed 4"}, {**ROW, "name": "qat"}], path, drop_stale=True)
+    got = rows(path)
+    # same (homework, workload, dataset): "mixed 16" is gone; another workload's rows are kept
+    assert [r["name"] for r in got] == ["baseline", "qat", "old", "mixed 4"]
+    assert got[0]["accuracy"] == "0.5000"
+
 @pytest.mark.parametrize("bad, message", [
     ({"colour": "red"}, "unknown columns"),
     ({"name": ""}, "key columns"),
