@@ -115,8 +115,9 @@ def upsert(rows: dict | Iterable[dict], path: Path | None = None, *, drop_stale:
 
     Every row is validated before anything is written. Existing rows keep their position;
     new rows are appended in the order given. ``drop_stale``: the given rows are a complete run,
-    so rows of the same (homework, workload, dataset) whose name is not among them (left by
-    an earlier run with other parameters) are removed.
+    so every existing row of the same (homework, workload, dataset) is removed first (including
+    rows an earlier run with other parameters left behind) and the given rows are appended in
+    their order, the same order a fresh registry gets.
     """
     rows = [rows] if isinstance(rows, dict) else list(rows)
     new = [normalize(r) for r in rows]  # raises before any write
@@ -128,8 +129,7 @@ def upsert(rows: dict | Iterable[dict], path: Path | None = None, *, drop_stale:
         current = read_rows(path)
         if drop_stale:
             scopes = {k[:3] for k in keys}
-            current = [r for r in current
-                       if tuple(r[k] for k in KEY[:3]) not in scopes or tuple(r[k] for k in KEY) in set(keys)]
+            current = [r for r in current if tuple(r[k] for k in KEY[:3]) not in scopes]
         index = {tuple(r[k] for k in KEY): i for i, r in enumerate(current)}
         for key, row in zip(keys, new):
             if key in index:

@@ -43,8 +43,9 @@ def test_upsert_can_drop_rows_an_earlier_run_left_behind(tmp_path):
     report.upsert([ROW, {**ROW, "name": "mixed 16"}, {**ROW, "name": "qat"}, other], path)
     report.upsert([{**ROW, "accuracy": 0.5}, {**ROW, "name": "mixed 4"}, {**ROW, "name": "qat"}], path, drop_stale=True)
     got = rows(path)
-    # same (homework, workload, dataset): "mixed 16" is gone; another workload's rows are kept
-    assert [r["name"] for r in got] == ["baseline", "qat", "old", "mixed 4"]
+    # the run's (homework, workload, dataset) rows are replaced, in the run's order: "mixed 16" is
+    # gone; another workload's rows are kept where they were
+    assert [r["name"] for r in got] == ["old", "baseline", "mixed 4", "qat"]
     assert got[0]["accuracy"] == "0.5000"
 
 @pytest.mark.parametrize("bad, message", [
