@@ -46,7 +46,7 @@ def test_upsert_can_drop_rows_an_earlier_run_left_behind(tmp_path):
     # the run's (homework, workload, dataset) rows are replaced, in the run's order: "mixed 16" is
     # gone; another workload's rows are kept where they were
     assert [r["name"] for r in got] == ["old", "baseline", "mixed 4", "qat"]
-    assert got[0]["accuracy"] == "0.5000"
+    assert got[1]["accuracy"] == "0.5000"
 
 @pytest.mark.parametrize("bad, message", [
     ({"colour": "red"}, "unknown columns"),
