@@ -335,6 +335,10 @@ def tflite_quantize(src: str | Path, out_path: str | Path, mode: str,
 
     if mode not in TFLITE_MODES:
         raise QuantizationError(f"unknown TFLite mode {mode!r}; choose one of {', '.join(TFLITE_MODES)}")
+    if mode == "int8":
+        calibration = np.asarray(calibration if calibration is not None else [], dtype=np.float32)
+        if calibration.ndim != 4 or len(calibration) == 0:
+            raise QuantizationError(f"int8 needs a non-empty calibration batch, got shape {calibration.shape}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     qt = quantizer.Quantizer(str(src))
@@ -348,9 +352,6 @@ def tflite_quantize(src: str | Path, out_path: str | Path, mode: str,
         qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
         result = qt.quantize()
     else:
-        calibration = np.asarray(calibration if calibration is not None else [], dtype=np.float32)
-        if calibration.ndim != 4 or len(calibration) == 0:
-            raise QuantizationError(f"int8 needs a non-empty calibration batch, got shape {calibration.shape}")
         sig = Interpreter(model_path=str(src)).get_signature_list()
         key = next(iter(sig))
         name = sig[key]["inputs"][0]

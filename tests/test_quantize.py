@@ -191,7 +191,8 @@ def test_tflite_fp16_dynamic_and_int8(tmp_path):
     with pytest.raises(quantize.QuantizationError, match="choose one of fp16, int8, dynamic"):
         quantize.tflite_quantize(fp32, tmp_path / "never.tflite", "int4")
     with pytest.raises(quantize.QuantizationError, match="non-empty calibration"):
-        quantize.tflite_quantize(fp32, tmp_path / "never.tflite", "int8", np.zeros((0, 3, 16, 16), np.float32))
+        quantize.tflite_quantize(fp32, tmp_path / "never" / "m.tflite", "int8", np.zeros((0, 3, 16, 16), np.float32))
+    assert not (tmp_path / "never").exists()                          # refused before any work
     calib = torch.randn(16, 3, 16, 16).numpy()
     for mode, tol in (("fp16", 1e-2), ("dynamic", 0.05), ("int8", 0.08)):
         out = quantize.tflite_quantize(fp32, tmp_path / f"m-{mode}.tflite", mode, calib if mode == "int8" else None)
