@@ -77,18 +77,22 @@ def load_module(path) -> "torch.nn.Module":
 
 
 def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
-         openvino_precision: str = "f32") -> Backend:
+         openvino_precision: str = "f32", optimize: bool = True) -> Backend:
     """Open ``artifact`` for inference with ``threads`` CPU threads (see module doc).
 
     ``openvino_precision`` is OpenVINO's ``INFERENCE_PRECISION_HINT``: "f32" by default,
     because on CPUs with AVX512-BF16 / AMX OpenVINO otherwise silently computes in bf16;
     pass "bf16" to measure that mode on purpose. An int8 model stays int8 either way.
+    ``optimize=False`` (ONNX Runtime only) turns graph optimizations off: a QDQ int8 model then
+    runs every ``DequantizeLinear`` and float kernels, a float simulation of its int8 kernels.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r}; choose cpu or cuda")
     kind = kind_of(artifact)
+    if not optimize and kind != "onnxruntime":
+        raise ValueError(f"optimize=False applies to ONNX Runtime only, not to {kind}")
     if device == "cuda" and kind not in ("pytorch", "torchscript", "onnxruntime"):
         raise ValueError(f"{kind} runs on the CPU here; use device='cpu'")
     if kind in ("pytorch", "torchscript"):
@@ -119,7 +123,8 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                       else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
         providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
         sess = ort.InferenceSession(str(artifact), so, providers=providers)
         inp = sess.get_inputs()[0]

@@ -9,7 +9,8 @@
   ``nncf.quantize``, the detector through ultralytics' OpenVINO exporter with ``quantize=8``,
   which runs NNCF with the head's post-processing kept in float (its ignored scope);
   :func:`openvino_fp16`;
-- ONNX Runtime: :func:`onnx_int8` (static, QDQ, per-channel weights), :func:`onnx_dynamic`,
+- ONNX Runtime (in :mod:`common.quantize_onnx`, re-exported here): :func:`onnx_int8` (static,
+  QDQ, per-channel weights, exact on CPUs with and without VNNI), :func:`onnx_dynamic`,
   :func:`onnx_fp16`, :func:`onnx_quantized_weight` to read back the codes it stored;
 - PyTorch :func:`torch_dynamic`; TFLite :func:`tflite_quantize` (AI Edge Quantizer: fp16,
   dynamic, static int8) and :func:`yolo_tflite_int8` (ultralytics' LiteRT exporter);
@@ -73,15 +74,25 @@ def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
 
 
 def quantize_tensor(w, bits: int = 8, symmetric: bool = True, per_channel: bool = False,
-                    axis: int = 0) -> QTensor:
+                    axis: int = 0, qmax: int | None = None) -> QTensor:
     """Linear quantization of ``w`` from scratch, min / max calibrated.
 
     symmetric: ``scale = max|w| / qmax``, zero point 0; asymmetric: the range ``[min(w, 0),
     max(w, 0)]`` mapped onto ``[0, 2^b - 1]`` with an integer zero point (real 0 is exactly
     representable either way). ``per_channel``: one scale (and zero point) per slice along
-    ``axis`` (the output channels of a Conv / Linear weight)."""
+    ``axis`` (the output channels of a Conv / Linear weight). ``qmax`` (symmetric only) narrows
+    the codes to ``[-qmax, qmax]``, e.g. 64 for ONNX Runtime's ``reduce_range`` (see
+    :func:`onnx_int8`)."""
     w = np.asarray(w.detach().cpu().numpy() if hasattr(w, "detach") else w, dtype=np.float64)
-    qmin, qmax = qrange(bits, symmetric)
+    qmin, full = qrange(bits, symmetric)
+    if qmax is None:
+        qmax = full
+    elif not symmetric or isinstance(qmax, bool) or not isinstance(qmax, (int, np.integer)) \
+            or not 1 <= qmax <= qrange(bits, True)[1]:
+        raise QuantizationError(f"qmax narrows a symmetric range: an integer in [1, {qrange(bits, True)[1]}] with symmetric=True, "
+                                f"got qmax={qmax!r}, symmetric={symmetric}")
+    else:
+        qmin = -qmax
     if per_channel:
         if not -w.ndim <= axis < w.ndim:
             raise QuantizationError(f"axis {axis} does not exist in a {w.ndim}-d tensor")
@@ -156,70 +167,6 @@ def _ultralytics_int8(bl, out_dir: Path, samples: int) -> Path:
     return next(path.glob("*.xml"))
 
 
-# --------------------------------------------------------------------------- ONNX Runtime
-
-def onnx_int8(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray, *,
-              per_channel: bool = True, exclude: list[str] | None = None) -> Path:
-    """Static int8 post-training quantization of an ONNX model with ONNX Runtime, QDQ format:
-    weights int8 symmetric (per output channel with ``per_channel``), activations uint8 with
-    min / max ranges calibrated on ``calibration`` (a float32 NCHW batch, fed one image at a
-    time). ``exclude``: node names kept in float (e.g. a detector's box decoding). Written
-    atomically to ``out_path``."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quant_pre_process, quantize_static)
-    import onnx
-
-    calibration = np.asarray(calibration, dtype=np.float32)
-    if calibration.ndim != 4 or len(calibration) == 0:
-        raise QuantizationError(f"the calibration set must be a non-empty NCHW batch, got shape {calibration.shape}")
-    name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter(calibration)
-
-        def get_next(self):
-            x = next(self.items, None)
-            return None if x is None else {name: x[None]}
-
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
-    pre = out_path.with_name(out_path.stem + ".pre.tmp.onnx")
-    try:
-        # shape inference first, as ONNX Runtime recommends; no graph optimization, so node names
-        # (``exclude``) stay those of the exported model
-        quant_pre_process(str(onnx_path), str(pre), skip_optimization=True)
-        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude or []),
-                        calibrate_method=CalibrationMethod.MinMax)
-        _copy_metadata(onnx_path, tmp)
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        pre.unlink(missing_ok=True)
-    return out_path
-
-
-def onnx_quantized_weight(onnx_path: str | Path, weight_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The int8 codes, scales and zero points ONNX Runtime stored for the float initializer
-    ``weight_name`` (its ``DequantizeLinear`` inputs), to compare with :func:`quantize_tensor`."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(onnx_path))
-    inits = {t.name: t for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.output[0].startswith(weight_name) \
-                and node.input[0] in inits and node.input[0] != weight_name:
-            q, s, z = (numpy_helper.to_array(inits[i]) for i in node.input[:3])
-            return q, s, z
-    known = sorted(n for n in inits if n.endswith("_quantized"))[:5]
-    raise QuantizationError(f"no quantized weight for {weight_name!r} in {Path(onnx_path).name}; "
-                            f"quantized initializers look like {known}")
-
-
 # --------------------------------------------------------------------------- fp16 and dynamic int8
 
 def openvino_fp16(bl, out_dir: str | Path) -> Path:
@@ -245,62 +192,6 @@ def openvino_fp16(bl, out_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, str(path), compress_to_fp16=True)
     return path
-
-
-def _save_onnx(model, out_path: Path) -> Path:
-    import onnx
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
-    try:
-        onnx.save(model, str(tmp))
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
-
-
-def onnx_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
-    """Every float32 initializer and op of an ONNX model in float16, inputs and outputs kept
-    float32 (``onnxruntime.transformers.float16``, as ultralytics does for CPU fp16 exports)."""
-    import onnx
-    from onnxruntime.transformers import float16
-
-    model = float16.convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
-    return _save_onnx(model, Path(out_path))
-
-
-def onnx_dynamic(onnx_path: str | Path, out_path: str | Path) -> Path:
-    """Dynamic int8 with ONNX Runtime: weights stored as 8-bit integers, each activation
-    quantized on the fly from its own min / max at run time (no calibration). Weights are
-    uint8, the type ONNX Runtime's CPU ``ConvInteger`` kernel implements."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
-    try:
-        quantize_dynamic(str(onnx_path), str(tmp), weight_type=QuantType.QUInt8, per_channel=False)
-        _copy_metadata(onnx_path, tmp)
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
-
-
-def _copy_metadata(src: str | Path, dst: str | Path) -> None:
-    """Carry an ONNX model's ``metadata_props`` (ultralytics keeps class names, stride and image
-    size there) over to its quantized copy."""
-    import onnx
-
-    meta = onnx.load(str(src), load_external_data=False).metadata_props
-    if not meta:
-        return
-    model = onnx.load(str(dst))
-    del model.metadata_props[:]
-    model.metadata_props.extend(meta)
-    onnx.save(model, str(dst))
 
 
 def torch_dynamic(model):
@@ -494,42 +385,6 @@ def check_calibration(n, available: int) -> int:
     return int(n)
 
 
-def yolo_postprocess_nodes(onnx_path: str | Path, head: str = "/model.22/") -> list[str]:
-    """Names of the detector head's post-processing nodes in an ultralytics ONNX export: every
-    node of the Detect module (``head``) outside its convolution branches: the DFL, box decoding,
-    concatenations and the final sigmoid, which int8 would damage and which are kept in float,
-    as NNCF's and ultralytics' int8 recipes do."""
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    names = [n.name for n in graph.node if n.name.startswith(head)       # not the conv branches
-             and not n.name[len(head):].startswith(("cv2", "cv3"))]     # (cv2 boxes, cv3 classes)
-    if not names:
-        raise QuantizationError(f"no node under {head!r} in {Path(onnx_path).name}: not an ultralytics detector export?")
-    return names
-
-
-def onnx_float_weight(onnx_path: str | Path, name: str) -> np.ndarray:
-    """The float initializer ``name`` of an ONNX model (e.g. a convolution weight with its
-    BatchNorm folded in, which is what the exporters quantize)."""
-    import onnx
-    from onnx import numpy_helper
-
-    for t in onnx.load(str(onnx_path)).graph.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t)
-    raise QuantizationError(f"no initializer {name!r} in {Path(onnx_path).name}")
-
-
-def conv_weight_names(onnx_path: str | Path) -> list[str]:
-    """The weight initializer of every ``Conv`` node, in graph order."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    inits = {t.name for t in model.graph.initializer}
-    return [n.input[1] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits]
-
-
 def cuda_fp16(bl, *, warmup: int = 10, repeats: int = 100, threads: int = 2):
     """``model.half()`` on the GPU: quality on the test split and batch-1 latency, or ``None``
     when there is no CUDA device (the caller records the row as skipped)."""
@@ -561,16 +416,16 @@ def cuda_fp16(bl, *, warmup: int = 10, repeats: int = 100, threads: int = 2):
 
 
 def calibration_images(bl, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` training images as the model's float32 NCHW input: the classifier draws them at
-    random (fixed ``seed``), the detector takes the first ``n`` (the images ultralytics'
-    exporter calibrates on with ``fraction``)."""
+    """``n`` training images drawn at random (fixed ``seed``) as the model's float32 NCHW input,
+    for either workload. (ultralytics' exporters, which quantize the detector for OpenVINO and
+    TFLite, calibrate on the first images of the split instead.)"""
     from common import workloads
 
     if bl.config.workload == "resnet18":
         check_calibration(n, len(bl.data.y_train))
         return data_mod.calibration_subset(bl.data, n, seed).numpy()
     check_calibration(n, len(data_mod.detection_images(bl.data, "train")))
-    return workloads.sample_inputs(bl, n, "train")
+    return workloads.sample_inputs(bl, n, "train", seed=seed)
 
 
 def training_images(bl) -> int:
@@ -578,3 +433,9 @@ def training_images(bl) -> int:
     if bl.config.workload == "resnet18":
         return len(bl.data.y_train)
     return len(data_mod.detection_images(bl.data, "train"))
+
+
+# ONNX Runtime's quantizers and graph helpers live in their own module; re-exported here
+from common.quantize_onnx import (REDUCED_QMAX, conv_weight_names, onnx_dynamic,  # noqa: E402,F401
+                                  onnx_float_weight, onnx_fp16, onnx_int8, onnx_quantized_weight,
+                                  yolo_postprocess_nodes)

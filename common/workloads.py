@@ -554,17 +554,26 @@ def predict_boxes(bl: Baseline, images: list[Path], conf: float = 0.25) -> list[
                             r.boxes.cls.numpy()[:, None]], axis=1) for r in results]
 
 
-def sample_inputs(bl: Baseline, n: int, split: str = "test") -> np.ndarray:
-    """The first ``n`` images of a split as the model's float32 NCHW input (classifier:
-    normalised tensors; detector: RGB / 255 resized to the model's square input)."""
+def sample_inputs(bl: Baseline, n: int, split: str = "test", seed: int | None = None) -> np.ndarray:
+    """``n`` images of a split as the model's float32 NCHW input (classifier: normalised tensors;
+    detector: RGB / 255 resized to the model's square input): the first ``n``, or with ``seed``
+    ``n`` drawn at random without replacement (in split order)."""
     if n < 1:
         raise ValueError(f"need at least one image, got n={n}")
+    total = len(bl.data.split(split)[0]) if bl.config.workload == "resnet18" else \
+        len(data_mod.detection_images(bl.data, split))
+    if seed is None:
+        idx = list(range(min(n, total)))
+    else:
+        import torch
+
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
     if bl.config.workload == "resnet18":
-        return bl.data.split(split)[0][:n].numpy()
+        return bl.data.split(split)[0][idx].numpy()
     from PIL import Image
 
     s = bl.config.img_size
-    files = data_mod.detection_images(bl.data, split)[:n]
+    files = [data_mod.detection_images(bl.data, split)[i] for i in idx]
     return np.stack([np.asarray(Image.open(f).convert("RGB").resize((s, s)), dtype=np.float32)
                      .transpose(2, 0, 1) / 255.0 for f in files])
 

@@ -69,3 +69,17 @@ def test_peak_memory_runs_in_a_fresh_process(exported):
     assert m.vram_mb is None and m.runs == 3
     with pytest.raises(RuntimeError, match="memory measurement of missing.onnx failed"):
         memory.peak_memory(d / "missing.onnx", (1, 3, 16, 16))
+
+
+def test_unoptimized_sessions_are_an_onnx_runtime_option_only(tmp_path):
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)).eval()
+    with pytest.raises(ValueError, match="optimize=False applies to ONNX Runtime only, not to pytorch"):
+        backends.load(model, optimize=False)
+    path = tmp_path / "m.onnx"
+    x = torch.randn(1, 3, 8, 8)
+    torch.onnx.export(model, (x,), str(path), input_names=["images"], opset_version=17, dynamo=False)
+    ref = model(x).detach().numpy()
+    for optimize in (True, False):
+        assert abs(backends.load(path, threads=1, optimize=optimize)(x.numpy()) - ref).max() < 1e-5

@@ -54,7 +54,8 @@ def test_zero_is_exact_and_bad_settings_are_refused(weight):
 
 
 def test_onnx_runtime_per_channel_weights_agree_with_ours_within_one_step(tmp_path):
-    """hw2's cross-check: ONNX Runtime's static QDQ per-channel int8 weights vs quantize_tensor."""
+    """hw2's cross-check: ONNX Runtime's static QDQ per-channel int8 weights vs quantize_tensor,
+    and its integer kernels vs the same model simulated in float, on whatever CPU runs this."""
     from common import backends
 
     torch.manual_seed(0)
@@ -65,15 +66,23 @@ def test_onnx_runtime_per_channel_weights_agree_with_ours_within_one_step(tmp_pa
     q8 = quantize.onnx_int8(fp32, tmp_path / "m-int8.onnx", x.numpy())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m-int8.onnx", "m.onnx"]   # no temporaries left
     codes, scale, zero = quantize.onnx_quantized_weight(q8, "0.weight")
-    ours = quantize.quantize_tensor(model[0].weight, 8, symmetric=True, per_channel=True)
-    assert codes.dtype == np.int8 and not zero.any()
+    ours = quantize.quantize_tensor(model[0].weight, 8, symmetric=True, per_channel=True, qmax=quantize.REDUCED_QMAX)
+    assert codes.dtype == np.int8 and not zero.any() and np.abs(codes).max() == quantize.REDUCED_QMAX
     np.testing.assert_allclose(scale, ours.scale, rtol=1e-5)
     assert np.abs(codes.astype(np.int32) - ours.q).max() <= 1
     ref = model(x[:1]).detach().numpy()
     got = backends.load(q8, threads=1)(x[:1].numpy())
+    # graph optimizations off: every DequantizeLinear runs and the convolutions stay float, an exact
+    # simulation of the int8 model with no integer kernel (and so no saturation) involved
+    simulated = backends.load(q8, threads=1, optimize=False)(x[:1].numpy())
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()      # int8 activations: close, not equal
+    # the integer kernels compute what the quantized model means, on this CPU too: within a few
+    # output steps of the float simulation (a saturating kernel is off by ~0.1 here, 10x more)
+    assert np.abs(got - simulated).max() < 0.01 * np.abs(ref).max()
     with pytest.raises(quantize.QuantizationError, match="non-empty NCHW batch"):
         quantize.onnx_int8(fp32, tmp_path / "never.onnx", x.numpy()[:0])
+    with pytest.raises(quantize.QuantizationError, match=r"qmax narrows a symmetric range: an integer in \[1, 127\]"):
+        quantize.quantize_tensor(model[0].weight, 8, symmetric=False, qmax=64)
 
 
 def _small_cnn():

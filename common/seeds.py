@@ -1,0 +1,127 @@
+"""Method comparisons over several seeds: mean ± spread, and a winner only where the
+difference is larger than the spread.
+
+A single run per method crowns a winner by chance as often as not: a model trained on another
+seed (or on another CPU, whose rounding acts like another seed) moves its test accuracy by a
+few images. Every comparison a notebook concludes from is measured over ``SEEDS`` and goes
+through :func:`verdict`, which calls a difference real only when the seed ranges do not overlap
+(every seed of one method beats every seed of the other; with three seeds each, chance alone
+does that 1 time in 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+
+class SeedError(ValueError):
+    """Too few seeds, or seeds given twice."""
+
+
+def check_seeds(seeds: Sequence[int], minimum: int = 3) -> list[int]:
+    """``seeds`` as a list of distinct ints, at least ``minimum`` of them; raises otherwise."""
+    seeds = list(seeds)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SeedError(f"seeds must be integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SeedError(f"seeds must be distinct, got {seeds!r}")
+    if len(seeds) < minimum:
+        raise SeedError(f"a comparison needs at least {minimum} seeds to show a spread, got {len(seeds)}: {seeds!r}")
+    return seeds
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One method's results over seeds."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def lo(self) -> float:
+        return min(self.values)
+
+    @property
+    def hi(self) -> float:
+        return max(self.values)
+
+    @property
+    def std(self) -> float:
+        n = len(self.values)
+        return (sum((v - self.mean) ** 2 for v in self.values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4f} ± {self.std:.4f} (range {self.lo:.4f}–{self.hi:.4f}, n={len(self.values)})"
+
+
+def summarize(values: Iterable[float]) -> Summary:
+    values = tuple(float(v) for v in values)
+    if not values:
+        raise SeedError("no values to summarize")
+    return Summary(values)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``a`` vs ``b``: the difference of means, the spread it has to exceed, and the winner
+    (None when the seed ranges overlap)."""
+
+    name_a: str
+    name_b: str
+    a: Summary
+    b: Summary
+
+    @property
+    def diff(self) -> float:
+        return self.a.mean - self.b.mean
+
+    @property
+    def spread(self) -> float:
+        """The larger of the two seed ranges (max - min)."""
+        return max(self.a.hi - self.a.lo, self.b.hi - self.b.lo)
+
+    @property
+    def winner(self) -> str | None:
+        if self.a.lo > self.b.hi:
+            return self.name_a
+        if self.b.lo > self.a.hi:
+            return self.name_b
+        return None
+
+    def __str__(self) -> str:
+        head = f"{self.name_a} {self.a.mean:.4f} vs {self.name_b} {self.b.mean:.4f}: {self.diff:+.4f}"
+        if self.winner:
+            return f"{head}, {self.winner} better on every seed (spread {self.spread:.4f})"
+        return f"{head}, within the seed spread ({self.spread:.4f}): no winner"
+
+
+def verdict(name_a: str, a: Iterable[float], name_b: str, b: Iterable[float]) -> Verdict:
+    """Compare two methods' per-seed results (higher is better)."""
+    sa, sb = summarize(a), summarize(b)
+    if len(sa.values) < 2 or len(sb.values) < 2:
+        raise SeedError("each method needs at least 2 seeds for a spread")
+    return Verdict(name_a, name_b, sa, sb)
+
+
+def plot(ax, groups: dict[str, Sequence[float]], ylabel: str, title: str = "", reference: float | None = None):
+    """Each method's seeds as dots with the mean as a bar and the range as a line."""
+    for i, (name, vals) in enumerate(groups.items()):
+        s = summarize(vals)
+        ax.bar(i, s.mean, width=0.6, color=f"C{i}", alpha=0.35)
+        ax.plot([i, i], [s.lo, s.hi], color=f"C{i}", lw=2)
+        ax.scatter([i] * len(vals), vals, color=f"C{i}", zorder=3, s=18)
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1, label="reference")
+    lo = min(min(v) for v in groups.values())
+    hi = max(max(v) for v in groups.values())
+    pad = max(0.01, 0.25 * (hi - lo))
+    top = max(hi, reference if reference is not None else hi)
+    ax.set_ylim(lo - pad, top + pad)
+    ax.set_xticks(range(len(groups)), list(groups), rotation=20, fontsize=8)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, axis="y")
+    return ax

@@ -1,0 +1,33 @@
+"""Test session set-up (repository root, so it applies to the unit tests and to every notebook
+that nbval collects, whichever of them a run selects).
+
+- The committed results registry stays untouched: notebooks re-executed by nbval (and the
+  papermill test) write their rows to a temporary registry, because ``NNC_RESULTS`` is set here,
+  before any kernel starts. The trained-baseline cache (``artifacts/``) is shared with normal
+  runs on purpose: it is a cache, not a result.
+- ``tests/test_reproduce.py`` compares that temporary registry with the committed one, so its
+  tests run last, after every notebook of the session; a homework whose notebook was not
+  collected is skipped there, one that was collected must have written its rows.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+os.environ["NNC_RESULTS"] = tempfile.mkdtemp(prefix="nnc-test-results-")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: notebooks collected in this session (filled at collection, read by tests/test_reproduce.py)
+COLLECTED_NOTEBOOKS: set[Path] = set()
+LAST = "tests/test_reproduce.py"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    COLLECTED_NOTEBOOKS.update(Path(str(i.fspath)).resolve() for i in items if str(i.fspath).endswith(".ipynb"))
+    last = [i for i in items if i.nodeid.startswith(LAST)]
+    items[:] = [i for i in items if not i.nodeid.startswith(LAST)] + last
