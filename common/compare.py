@@ -152,7 +152,8 @@ def differences(committed, rerun, *, homework: str | None = None,
 
 def spread(a, b, *, homework: str | None = None) -> dict[str, tuple[float, str]]:
     """Per numeric column, the largest difference between the rows two registries share
-    (absolute for quality and sparsity, relative for the rest) and the row where it occurs."""
+    (absolute for the columns with an ``abs`` rule, relative for the rest) and the row where it
+    occurs."""
     rows_a = {_key(r): r for r in _rows(a) if homework in (None, r["homework"])}
     rows_b = {_key(r): r for r in _rows(b) if homework in (None, r["homework"])}
     out: dict[str, tuple[float, str]] = {}
@@ -165,7 +166,7 @@ def spread(a, b, *, homework: str | None = None) -> dict[str, tuple[float, str]]
             if x == "" or y == "":
                 continue
             d = abs(float(x) - float(y))
-            if rule.kind == "rel" or (rule.kind == "skip" and column != "notes"):
+            if rule.kind != "abs":
                 d = d / max(abs(float(x)), abs(float(y)), 1e-12)
             if d > worst or not where:
                 worst, where = d, "/".join(key)
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rerun", help="the registry of a re-run")
     parser.add_argument("--homework", choices=report.HOMEWORKS, help="only this homework's rows")
     args = parser.parse_args(argv)
-    print("largest difference per column (absolute; relative for rel / timing columns):")
+    print("largest difference per column (absolute for ± columns, relative for the rest):")
     for column, (d, where) in spread(args.committed, args.rerun, homework=args.homework).items():
         shown = f"{d:.4f}" if RULES[column].kind == "abs" else f"{d:.1%}"
         print(f"  {column:20s} {shown:>9s}  at {where}  [{RULES[column].describe()}]")
