@@ -560,8 +560,8 @@ def sample_inputs(bl: Baseline, n: int, split: str = "test", seed: int | None = 
     ``n`` drawn at random without replacement (in split order)."""
     if n < 1:
         raise ValueError(f"need at least one image, got n={n}")
-    total = len(bl.data.split(split)[0]) if bl.config.workload == "resnet18" else \
-        len(data_mod.detection_images(bl.data, split))
+    images = None if bl.config.workload == "resnet18" else data_mod.detection_images(bl.data, split)
+    total = len(bl.data.split(split)[0]) if images is None else len(images)
     if seed is None:
         idx = list(range(min(n, total)))
     else:
@@ -573,7 +573,7 @@ def sample_inputs(bl: Baseline, n: int, split: str = "test", seed: int | None = 
     from PIL import Image
 
     s = bl.config.img_size
-    files = [data_mod.detection_images(bl.data, split)[i] for i in idx]
+    files = [images[i] for i in idx]
     return np.stack([np.asarray(Image.open(f).convert("RGB").resize((s, s)), dtype=np.float32)
                      .transpose(2, 0, 1) / 255.0 for f in files])
 
