@@ -37,6 +37,21 @@ class Backend:
         return self.to_numpy(self.run(self.prepare(x)))
 
 
+class DeviceUnavailable(RuntimeError):
+    """The runtime cannot run on the requested device here (its message names what is missing);
+    raised instead of letting the runtime fall back to the CPU behind the caller's back."""
+
+
+def onnxruntime_cuda_missing() -> str | None:
+    """Why ONNX Runtime cannot run on CUDA here, or None when its CUDA provider is available."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return ("onnxruntime has no CUDA provider (installed: "
+                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu")
+    return None
+
+
 def kind_of(artifact) -> str:
     """Backend kind of a module or path; raises naming the supported formats."""
     if not isinstance(artifact, (str, Path)):  # torch is imported only when a module is given,
@@ -125,8 +140,15 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        if device == "cuda" and (why := onnxruntime_cuda_missing()):
+            raise DeviceUnavailable(why)
         providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
         sess = ort.InferenceSession(str(artifact), so, providers=providers)
+        if device == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
+            # ONNX Runtime falls back to the CPU when the CUDA libraries fail to load
+            raise DeviceUnavailable(f"onnxruntime's CUDA provider did not start (session providers: "
+                                    f"{', '.join(sess.get_providers())}); check the CUDA / cuDNN "
+                                    f"libraries onnxruntime-gpu needs")
         inp = sess.get_inputs()[0]
         np_dtype = np.float16 if "float16" in inp.type else np.float32
         return Backend(kind, threads, device,

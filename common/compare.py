@@ -51,9 +51,12 @@ class Rule:
 #: is a different model (rounding differences grow over thousands of SGD steps), so its metrics
 #: move like a re-run with another seed. Measured: the spread over seeds of the same recipe
 #: (hw6's and hw3's multi-seed comparisons) and the committed AVX-512 VNNI registry against a
-#: full re-run on an AVX2 EPYC; the tolerance covers both with margin. Every quality figure is
-#: still compared: a broken pipeline moves it by far more (a broken int8 path loses 0.1-0.9).
-QUALITY_TOL = {"accuracy": 0.05, "f1": 0.05, "precision": 0.15, "recall": 0.15,
+#: full re-run on an AVX2 EPYC; the tolerance covers both with margin. A detector's precision and
+#: recall are read at the single confidence threshold that maximizes F1, so they swing most: 0.130
+#: between those two registries, 0.167 in a later CI re-run (hw3, YOLOv8n globally pruned to 70 %,
+#: precision 0.58 vs 0.75, every other column within its rule), hence 0.25. Every quality figure is still
+#: compared: a broken pipeline moves it by far more (a broken int8 path loses 0.1-0.9).
+QUALITY_TOL = {"accuracy": 0.05, "f1": 0.05, "precision": 0.25, "recall": 0.25,
                "map50": 0.14, "map50_95": 0.12}
 
 #: a row whose primary quality (report.PRIMARY) lies more than this below the committed baseline's,

@@ -65,13 +65,19 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
         elif backend.name not in ("pytorch", "torchscript", "onnxruntime"):
             notes.append(f"gpu: skipped ({backend.name} runs on the CPU here)")
         else:
-            gb = backends.load(path, threads=threads, device="cuda")
-            gp = gb.prepare(x)
-            gpu_stats = timing.measure(lambda: gb.run(gp), warmup=warmup, repeats=repeats,
-                                       max_seconds=max_seconds, sync=gb.sync,
-                                       batch=input_shape[0], threads=threads,
-                                       backend=f"{label or gb.name} (cuda)")
-            vram = memory.peak_memory(path, input_shape, threads=threads, device="cuda").vram_mb
+            try:
+                gb = backends.load(path, threads=threads, device="cuda")
+            except backends.DeviceUnavailable as e:   # never a CPU time in the GPU column
+                notes.append(f"gpu: skipped ({e})")
+            else:
+                gp = gb.prepare(x)
+                gpu_stats = timing.measure(lambda: gb.run(gp), warmup=warmup, repeats=repeats,
+                                           max_seconds=max_seconds, sync=gb.sync,
+                                           batch=input_shape[0], threads=threads,
+                                           backend=f"{label or gb.name} (cuda)")
+                vram = memory.peak_memory(path, input_shape, threads=threads, device="cuda").vram_mb
+                if vram is None:
+                    notes.append(f"vram: not measured ({gb.name} allocates outside torch's CUDA allocator)")
     return Measurement(path, size.size_mb(path), size.gzip_mb(path), cpu, ram_stats,
                        gpu_stats, vram, notes)
 

@@ -27,7 +27,7 @@ MB = float(1 << 20)
 class MemoryStats:
     peak_rss_mb: float       # whole process, high-water mark
     baseline_rss_mb: float   # after importing numpy only, before the runtime
-    vram_mb: float | None    # peak CUDA allocation, None on CPU
+    vram_mb: float | None    # peak CUDA allocation (torch backends); None on CPU and for other runtimes
     runs: int
 
     @property
@@ -75,8 +75,8 @@ def _child(spec: dict) -> dict:
     if backend.sync:
         backend.sync()
     vram = None
-    if spec["device"] == "cuda":
-        import torch
+    if spec["device"] == "cuda" and backend.name in ("pytorch", "torchscript"):
+        import torch   # torch's allocator sees only torch's own tensors: other runtimes get None
 
         vram = torch.cuda.max_memory_allocated() / MB
     peak = _high_water_mb()

@@ -83,3 +83,33 @@ def test_unoptimized_sessions_are_an_onnx_runtime_option_only(tmp_path):
     ref = model(x).detach().numpy()
     for optimize in (True, False):
         assert abs(backends.load(path, threads=1, optimize=optimize)(x.numpy()) - ref).max() < 1e-5
+
+
+def test_onnx_runtime_never_runs_on_the_cpu_when_cuda_was_asked(exported, monkeypatch):
+    import onnxruntime as ort
+
+    _, d = exported
+    if backends.onnxruntime_cuda_missing() is None:
+        pytest.skip("onnxruntime has a CUDA provider here: the real path runs in measure")
+    with pytest.raises(backends.DeviceUnavailable, match="no CUDA provider .*install onnxruntime-gpu"):
+        backends.load(d / "model.onnx", device="cuda")
+    # a build that lists the provider but cannot start it (missing CUDA libraries) falls back to the
+    # CPU inside InferenceSession: that, too, is refused
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(backends.DeviceUnavailable, match="CUDA provider did not start"):
+        backends.load(d / "model.onnx", device="cuda")
+
+
+def test_measure_writes_no_gpu_figure_for_a_runtime_that_cannot_use_the_gpu(exported, monkeypatch):
+    from common import measure
+
+    _, d = exported
+    if backends.onnxruntime_cuda_missing() is None:
+        pytest.skip("onnxruntime has a CUDA provider here")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # as on a CUDA machine without onnxruntime-gpu
+    m = measure.measure(d / "model.onnx", (1, 3, 16, 16), threads=1, warmup=1, repeats=3, ram=False)
+    row = m.row()
+    assert row["latency_gpu_ms"] is None and row["vram_mb"] is None
+    assert "gpu: skipped (onnxruntime has no CUDA provider" in row["notes"]
+    m = measure.measure(d / "ov", (1, 3, 16, 16), threads=1, warmup=1, repeats=3, ram=False)
+    assert m.row()["latency_gpu_ms"] is None and "gpu: skipped (openvino runs on the CPU here)" in m.row()["notes"]

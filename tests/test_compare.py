@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from common import compare, report
@@ -78,3 +80,9 @@ def test_quality_of_collapsed_rows_is_not_compared_but_their_structure_is(tmp_pa
     assert len(compare.differences(a, healthy)) == 0            # a drop into the unstable regime: either side counts
     assert len(compare.differences(registry(tmp_path, "e.csv", base, BASE),
                                    registry(tmp_path, "f.csv", base, {**BASE, "accuracy": 0.9}))) == 1
+
+
+def test_readme_lists_the_rules_as_they_are():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = "\n".join("   " + line for line in compare.rules_markdown().splitlines())
+    assert table in readme, "README's tolerance table is out of date: paste compare.rules_markdown() (indented 3)"
