@@ -11,7 +11,7 @@ from common.shapes import CLASSES, ShapesConfig, generate
 
 @pytest.mark.parametrize("workload, dataset, message", [
     ("bert", "digits", "valid workloads: resnet18, yolov8n"),
-    ("resnet18", "imagenet", "valid names: digits, cifar10"),
+    ("resnet18", "imagenet", "valid names: digits, fashion-mnist, cifar10"),
     ("yolov8n", "voc", "valid names: shapes, coco8, coco128"),
     ("resnet18", "shapes", "belongs to workload 'yolov8n'"),
     ("yolov8n", "/nonexistent/data.yaml", "data.yaml not found"),
@@ -164,3 +164,60 @@ def test_coco_and_pretrained_weights_up_to_the_download(tmp_path, monkeypatch):
     path = workloads.pretrained_yolov8n()
     assert path == tmp_path / "weights" / "yolov8n.pt" and fetched == [str(path)]
     assert workloads.pretrained_yolov8n() == path and len(fetched) == 1  # cached afterwards
+
+
+def _write_idx(path: Path, a: np.ndarray) -> None:
+    import gzip
+
+    header = bytes([0, 0, 0x08, a.ndim]) + np.asarray(a.shape, ">i4").tobytes()
+    with gzip.open(path, "wb") as f:
+        f.write(header + a.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_the_debian_package_layout(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 50), ("test", 20)):
+        images, labels = data.FASHION_MNIST_FILES[split]
+        _write_idx(tmp_path / images, rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / labels, np.arange(n) % 10)
+    monkeypatch.setenv("NNC_FASHION_MNIST_DIR", str(tmp_path))
+    monkeypatch.setenv("NNC_OFFLINE", "1")                      # installed files need no network
+    assert data.resolve("resnet18", "fashion-mnist") == "fashion-mnist"
+    d = data.load_classification("fashion-mnist", 32, seed=0)
+    assert d.sizes() == {"train": 45, "val": 5, "test": 20}     # official test set; 10 % of train for val
+    assert d.x_train.shape[1:] == (3, 32, 32) and d.classes[9] == "Ankle boot" and d.flip
+    assert d.y_test.tolist() == [i % 10 for i in range(20)]     # the test split in file order
+    # a truncated file is named, not silently mis-shaped
+    _write_idx(tmp_path / "bad.gz", np.zeros((3, 28, 28)))
+    import gzip
+
+    with gzip.open(tmp_path / "bad.gz", "rb") as f:
+        raw = f.read()
+    with gzip.open(tmp_path / "bad.gz", "wb") as f:
+        f.write(raw[:-10])
+    with pytest.raises(DatasetError, match="header says \\(3, 28, 28\\)"):
+        data.read_idx(tmp_path / "bad.gz")
+
+
+def test_fashion_mnist_offline_without_the_package_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNC_FASHION_MNIST_DIR", str(tmp_path))  # empty: not installed
+    monkeypatch.setenv("NNC_OFFLINE", "1")
+    with pytest.raises(DatasetError, match="apt install dataset-fashion-mnist.*offline default 'digits'"):
+        data.resolve("resnet18", "fashion-mnist")
+
+
+@pytest.mark.skipif(data.fashion_mnist_dir() is None, reason="dataset-fashion-mnist is not installed")
+def test_the_installed_fashion_mnist_is_the_published_one():
+    images, labels, n_train = data._fashion_mnist()
+    assert images.shape == (70000, 28, 28) and n_train == 60000
+    assert np.bincount(labels[:n_train]).tolist() == [6000] * 10
+    assert np.bincount(labels[n_train:]).tolist() == [1000] * 10
+
+
+def test_a_file_that_is_not_idx_is_named(tmp_path):
+    (tmp_path / "labels.idx").write_bytes(b"PK\x03\x04 a zip, not IDX")
+    with pytest.raises(DatasetError, match="labels.idx is not an IDX file of uint8"):
+        data.read_idx(tmp_path / "labels.idx")
+    (tmp_path / "labels.gz").write_bytes(b"not gzip")
+    with pytest.raises(DatasetError, match="cannot read .*labels.gz"):
+        data.read_idx(tmp_path / "labels.gz")
