@@ -226,6 +226,14 @@ def _stratified_splits(y: np.ndarray, seed: int, val: float, test: float):
     return np.sort(tr), np.sort(va), np.sort(te)
 
 
+def _official_splits(n_train: int, n_total: int, seed: int):
+    """A published train / test split: 10 % of the official training images (fixed seed) held
+    out for validation, the official test images (the last ``n_total - n_train``) for test."""
+    n_val = n_train // 10
+    perm = np.random.default_rng(seed).permutation(n_train)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val]), np.arange(n_train, n_total)
+
+
 def load_classification(dataset: str = "digits", img_size: int = 32, seed: int = 0
                         ) -> ClassificationData:
     """Load a classification dataset into memory, resized to ``img_size``, split 60/20/20
@@ -253,9 +261,7 @@ def load_classification(dataset: str = "digits", img_size: int = 32, seed: int =
         if img_size != x.shape[-1]:
             x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
         x = x.repeat(1, 3, 1, 1)
-        n_val = n_train // 10
-        perm = np.random.default_rng(seed).permutation(n_train)
-        splits = (np.sort(perm[n_val:]), np.sort(perm[:n_val]), np.arange(n_train, len(x)))
+        splits = _official_splits(n_train, len(x), seed)
         return _finish("fashion-mnist", FASHION_MNIST_CLASSES, x, labels, splits, flip=True)
     if dataset == "cifar10":
         from torchvision.datasets import CIFAR10
@@ -268,9 +274,7 @@ def load_classification(dataset: str = "digits", img_size: int = 32, seed: int =
         x = torch.tensor(x, dtype=torch.float32) / 255.0
         if img_size != 32:
             x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
-        n_train, n_val = len(train.data), len(train.data) // 10  # 45k / 5k / 10k test
-        perm = np.random.default_rng(seed).permutation(n_train)
-        splits = (np.sort(perm[n_val:]), np.sort(perm[:n_val]), np.arange(n_train, len(x)))
+        splits = _official_splits(len(train.data), len(x), seed)  # 45k / 5k / 10k test
         return _finish("cifar10", train.classes, x, y, splits, flip=True)
     # a user's ImageFolder directory
     from PIL import Image
