@@ -34,6 +34,18 @@ def artifacts_dir() -> Path:
     return path
 
 
+def shared_cache_dir() -> Path | None:
+    """Machine-wide cache that every clone shares, beside the virtual environment:
+    ``$NNC_SHARED_CACHE``, else ``$XDG_CACHE_HOME`` or ``~/.cache``, then ``nn-compression``;
+    ``NNC_SHARED_CACHE=""`` (or ``0``) turns it off."""
+    value = os.environ.get("NNC_SHARED_CACHE")
+    if value is not None and value.strip() in ("", "0"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "nn-compression"
+
+
 def ultralytics_env() -> None:
     """Environment for ultralytics, set before it is first imported (``import common`` does
     this): a project-local settings folder under ``artifacts/``, quiet logs, and no telemetry

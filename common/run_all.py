@@ -56,10 +56,34 @@ def parse_parameters(pairs: list[list[str]] | None) -> dict:
     return {name: yaml.safe_load(value) for name, value in (pairs or [])}
 
 
-def run(paths: list[Path], parameters: dict, kernel: str | None = None) -> float:
-    """Run each notebook in place; returns total seconds. Exits non-zero on the first failure."""
+def declared_parameters(nb: Path) -> list[str]:
+    """Names assigned in ``nb``'s cell tagged ``parameters`` (what papermill can override)."""
     import papermill as pm
 
+    return list(pm.inspect_notebook(str(nb)))
+
+
+def check_parameters(paths: list[Path], parameters: dict) -> None:
+    """Refuse, before any notebook runs, a parameter that some selected notebook does not declare:
+    papermill would only warn and inject it as a variable nothing reads."""
+    problems = []
+    for nb in paths:
+        declared = declared_parameters(nb)
+        unknown = sorted(set(parameters) - set(declared))
+        if unknown:
+            problems.append(f"{nb.name} does not take {', '.join(unknown)}; "
+                            f"its parameters: {', '.join(declared)}")
+    if problems:
+        raise SystemExit("unknown parameter(s), nothing was run (--only selects the notebooks that "
+                         "take them):\n  " + "\n  ".join(problems))
+
+
+def run(paths: list[Path], parameters: dict, kernel: str | None = None) -> float:
+    """Run each notebook in place; returns total seconds. Exits non-zero on the first failure;
+    a parameter some notebook does not declare stops the run before it starts."""
+    import papermill as pm
+
+    check_parameters(paths, parameters)
     total = 0.0
     for i, nb in enumerate(paths, 1):
         print(f"[{i}/{len(paths)}] {nb.parent.name}/{nb.name}", flush=True)

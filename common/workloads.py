@@ -220,7 +220,10 @@ def predict_classes(model_or_backend, x, batch: int = 256) -> np.ndarray:
         model_or_backend.eval()
         with torch.inference_mode():
             for i in range(0, len(x), batch):
-                preds.append(model_or_backend(x[i:i + batch]).argmax(1).numpy())
+                xb = x[i:i + batch]
+                if xb.dim() == 4:  # channels-last: the same convolutions on oneDNN's faster path (~1.3x here)
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                preds.append(model_or_backend(xb).argmax(1).numpy())
         model_or_backend.train(was_training)
     else:
         xs = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
@@ -419,7 +422,9 @@ def recipe(workload: str, **overrides) -> dict:
 def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False,
              **overrides) -> Baseline:
     """The trained baseline for ``workload`` on ``dataset`` (offline default when None),
-    trained on first use and cached; ``overrides`` change the recipe (epochs, lr, ...)."""
+    trained on first use and cached in ``artifacts/baselines`` and in the machine-wide cache
+    (:func:`_shared_baseline`: a fresh clone on a machine that already trained it, with the same
+    training code and libraries, copies it instead of training); ``overrides`` change the recipe."""
     import torch
 
     data_mod.check_workload(workload)
@@ -432,8 +437,11 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
     root = env.artifacts_dir() / "baselines"
     final = root / cfg.key()
     meta_path = final / "meta.json"
+    shared = _shared_baseline(cfg)
     if retrain and final.exists():
         shutil.rmtree(final)
+    if not retrain and not meta_path.exists() and shared is not None and (shared / "meta.json").exists():
+        _copy_dir(shared, final)   # trained by another clone on this machine, with this very code
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         model = torch.load(final / "model.pt", map_location="cpu", weights_only=False).eval()
@@ -473,7 +481,47 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if shared is not None:
+        _copy_dir(final, shared)
     return Baseline(cfg, model, final / "model.pt", ds, train_seconds, history, cached=False)
+
+
+#: The code a trained baseline depends on: a change to any of these (or to a tracked library's
+#: version) retrains instead of reusing a baseline from the machine-wide cache.
+TRAINING_SOURCES = ("workloads.py", "data.py", "shapes.py", "env.py")
+
+
+def training_fingerprint() -> str:
+    """12 hex digits of :data:`TRAINING_SOURCES` and the tracked library versions."""
+    h = hashlib.sha256()
+    for name in TRAINING_SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    h.update(json.dumps(env.versions(), sort_keys=True).encode())
+    return h.hexdigest()[:12]
+
+
+def _shared_baseline(cfg: TrainConfig) -> Path | None:
+    """Where ``cfg``'s baseline lives in the machine-wide cache (:func:`common.env.shared_cache_dir`),
+    which every clone shares like the virtual environment; None when that cache is off."""
+    root = env.shared_cache_dir()
+    return None if root is None else root / "baselines" / f"{cfg.key()}-{training_fingerprint()}"
+
+
+def _copy_dir(src: Path, dst: Path) -> None:
+    """Copy a baseline folder whole or not at all (a temporary sibling renamed into place);
+    another process that got there first wins, and an unwritable cache is skipped."""
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dst.name}-", dir=dst.parent))
+    except OSError:
+        return
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        tmp.rename(dst)
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def variant(bl: Baseline, model, out_dir: str | Path) -> Baseline:
@@ -528,6 +576,7 @@ def evaluate_detector(model, data_yaml: str, split: str = "test", *, img_size: i
     is letterboxed to ``img_size`` x ``img_size``, the input every exported model gets and the
     one latency is measured at (ultralytics' default rectangular batching would pad 128 px
     images to 160 px for PyTorch models only, and score them differently from their exports).
+    A dataset without a test split is scored on ``val`` (:func:`common.data.detection_split`).
     """
     if _is_module(model):
         if checkpoint is None:
@@ -538,6 +587,7 @@ def evaluate_detector(model, data_yaml: str, split: str = "test", *, img_size: i
     else:
         path = Path(model)
         y = yolo(path.parent if path.suffix == ".xml" else path)  # ultralytics wants the folder
+    split = data_mod.detection_split(str(data_yaml), split)   # "test" -> "val" when there is no test split
     r = y.val(data=str(data_yaml), split=split, imgsz=img_size, batch=batch, device=device,
               half=half, rect=False, plots=False, verbose=False, workers=0, save_json=False)
     return {"precision": float(r.box.mp), "recall": float(r.box.mr),

@@ -33,7 +33,7 @@ def test_network_datasets_fail_early_offline(monkeypatch, workload, dataset, def
 def test_yaml_without_required_keys(tmp_path):
     y = tmp_path / "data.yaml"
     y.write_text("train: images/train\n")
-    with pytest.raises(DatasetError, match=r"lacks the keys \['val', 'names'\]"):
+    with pytest.raises(DatasetError, match=r"lacks \['val', 'names'\]"):
         data.resolve("yolov8n", str(y))
 
 

@@ -75,3 +75,23 @@ def test_papermill_parameters_take_effect_in_hw1(tmp_path, monkeypatch):
         rows = list(csv.DictReader(f))
     assert [(r["workload"], r["name"]) for r in rows] == [("resnet18", "baseline")]
     assert rows[0]["notes"].startswith("1 epochs") and "5 runs after 1 warm-up" in rows[0]["notes"]
+
+
+def test_a_parameter_a_notebook_does_not_declare_stops_the_run_before_it_starts(tmp_path, capsys):
+    first = tmp_path / "hw1_a" / "hw1_a.ipynb"
+    second = tmp_path / "hw2_b" / "hw2_b.ipynb"
+    _notebook(first, ["X = 1\nY = 2", "print(X)"])
+    before = _notebook(second, ["X = 1", "print(X)"])
+    books = run_all.notebooks(tmp_path)
+    assert run_all.declared_parameters(first) == ["X", "Y"]
+    with pytest.raises(SystemExit, match=r"hw2_b.ipynb does not take Y; its parameters: X") as e:
+        run_all.run(books, {"X": 3, "Y": 4})
+    assert "hw1_a" not in str(e.value)                     # it takes both
+    assert not nbformat.read(str(first), 4).cells[0].get("outputs")   # nothing ran
+    assert second.read_bytes() == before
+    run_all.check_parameters(books, {"X": 3})             # declared everywhere: accepted
+
+
+def test_every_notebook_declares_the_parameters_the_readme_passes_to_all():
+    # `make homeworks ARGS="-p SEED 1"` reaches every notebook; each one must declare it
+    run_all.check_parameters(run_all.notebooks(), {"SEED": 1, "THREADS": 2, "WARMUP": 1, "REPEATS": 5})

@@ -107,3 +107,40 @@ def test_detector_fine_tune_trains_the_model_but_never_the_dfl_projection():
     assert dfl and all(torch.equal(p, dict(bl.model.named_parameters())[n]) for n, p in dfl.items())
     assert all(not p.requires_grad for p in dfl.values())
     assert not torch.equal(m.model[0].conv.weight, bl.model.model[0].conv.weight)
+
+
+def test_a_fresh_clone_reuses_a_baseline_trained_on_this_machine_with_the_same_code(tmp_path, monkeypatch):
+    import torch
+
+    from common import env, workloads
+
+    calls = []
+
+    def fake_fit(model, data, **kw):            # stands in for training: a deterministic weight change
+        calls.append(kw["epochs"])
+        with torch.no_grad():
+            model.fc.bias.fill_(0.5)
+        return [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5}]
+
+    monkeypatch.setattr(workloads, "fit_classifier", fake_fit)
+    monkeypatch.setenv("NNC_SHARED_CACHE", str(tmp_path / "shared"))
+    monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone1"))
+    first = workloads.baseline("resnet18", epochs=1, lr=0.01)
+    assert not first.cached and calls == [1]
+    shared = workloads._shared_baseline(first.config)
+    assert shared.parent == tmp_path / "shared" / "baselines" and (shared / "model.pt").exists()
+    assert [p.name for p in shared.parent.iterdir()] == [shared.name]          # no temporary copies left
+
+    monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone2"))           # another clone, same machine
+    second = workloads.baseline("resnet18", epochs=1, lr=0.01)
+    assert second.cached and calls == [1] and torch.equal(second.model.fc.bias, first.model.fc.bias)
+    assert (tmp_path / "clone2" / "baselines" / first.config.key() / "meta.json").exists()
+
+    monkeypatch.setattr(workloads, "training_fingerprint", lambda: "changedcode0")
+    monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone3"))           # the training code changed
+    assert not workloads.baseline("resnet18", epochs=1, lr=0.01).cached and calls == [1, 1]
+
+    monkeypatch.setenv("NNC_SHARED_CACHE", "")                               # turned off
+    monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone4"))
+    assert env.shared_cache_dir() is None
+    assert not workloads.baseline("resnet18", epochs=1, lr=0.01).cached and calls == [1, 1, 1]
