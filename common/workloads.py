@@ -424,7 +424,8 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
     """The trained baseline for ``workload`` on ``dataset`` (offline default when None),
     trained on first use and cached in ``artifacts/baselines`` and in the machine-wide cache
     (:func:`_shared_baseline`: a fresh clone on a machine that already trained it, with the same
-    training code and libraries, copies it instead of training); ``overrides`` change the recipe."""
+    training code and libraries, copies it instead of training); ``overrides`` change the recipe.
+    Training always uses :data:`TRAIN_THREADS` threads; the caller's count is restored after."""
     import torch
 
     data_mod.check_workload(workload)
@@ -449,17 +450,20 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
                         meta["history"], cached=True)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{cfg.key()}-", dir=root))
+    threads_before = torch.get_num_threads()
     try:
         env.seed_everything(cfg.seed)
         t0 = time.perf_counter()
         desc = f"{workload}/{Path(dataset).name}: training {cfg.epochs} epochs"
         if workload == "resnet18":
             model = build_resnet18(len(ds.classes))
+            env.set_threads(TRAIN_THREADS)
             history = fit_classifier(model, ds, epochs=cfg.epochs, lr=cfg.lr, batch=cfg.batch,
                                      seed=cfg.seed, desc=desc)
         else:
             source = "yolov8n.yaml" if cfg.weights == "scratch" else pretrained_yolov8n()
             y = yolo(source)
+            env.set_threads(TRAIN_THREADS)   # after ultralytics is imported: it would drop to cpu_count - 1
             history, model = fit_detector(y, ds, epochs=cfg.epochs, img_size=cfg.img_size,
                                           batch=cfg.batch, lr=cfg.lr, seed=cfg.seed,
                                           project=tmp / "ultralytics", desc=desc)
@@ -481,10 +485,18 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        env.set_threads(threads_before)
     if shared is not None:
         _copy_dir(final, shared)
     return Baseline(cfg, model, final / "model.pt", ds, train_seconds, history, cached=False)
 
+
+#: Intra-op threads every baseline trains with, whoever trains it first (a notebook with its own
+#: THREADS, a test, a fresh clone): float sums depend on the thread count, so the cached baseline
+#: must not. A unit test that trained the detector under ultralytics' own default (cpu_count - 1)
+#: had made a fresh clone's baseline differ from the committed one on the same machine.
+TRAIN_THREADS = env.DEFAULT_THREADS
 
 #: The code a trained baseline depends on: a change to any of these (or to a tracked library's
 #: version) retrains instead of reusing a baseline from the machine-wide cache.

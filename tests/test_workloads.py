@@ -144,3 +144,21 @@ def test_a_fresh_clone_reuses_a_baseline_trained_on_this_machine_with_the_same_c
     monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone4"))
     assert env.shared_cache_dir() is None
     assert not workloads.baseline("resnet18", epochs=1, lr=0.01).cached and calls == [1, 1, 1]
+
+
+def test_a_baseline_trains_with_the_same_threads_whoever_trains_it(tmp_path, monkeypatch):
+    import torch
+
+    from common import env, workloads
+
+    seen = []
+    monkeypatch.setattr(workloads, "fit_classifier", lambda model, data, **kw: seen.append(torch.get_num_threads()) or [])
+    monkeypatch.setenv("NNC_SHARED_CACHE", "")
+    monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path))
+    before = torch.get_num_threads()
+    try:
+        env.set_threads(1)                     # e.g. what ultralytics leaves behind on a 2-core machine
+        workloads.baseline("resnet18", epochs=1, lr=0.02)
+        assert seen == [workloads.TRAIN_THREADS] and torch.get_num_threads() == 1   # restored afterwards
+    finally:
+        env.set_threads(before)
