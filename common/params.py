@@ -16,16 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.data import OFFLINE_DEFAULT
-from common.workloads import RECIPES
+from common import data, workloads
 
 #: Taken by every notebook, with these defaults: what hw1 trains and every later homework compresses.
 COURSE: dict[str, Any] = {
-    "RESNET_DATASET": OFFLINE_DEFAULT["resnet18"],   # a name of common.data.DATASETS or an ImageFolder path
-    "YOLO_DATASET": OFFLINE_DEFAULT["yolov8n"],      # a name of common.data.DATASETS or a data.yaml path
+    "RESNET_DATASET": data.OFFLINE_DEFAULT["resnet18"],   # a name of common.data.DATASETS or an ImageFolder path
+    "YOLO_DATASET": data.OFFLINE_DEFAULT["yolov8n"],      # a name of common.data.DATASETS or a data.yaml path
     "YOLO_WEIGHTS": "scratch",                       # "scratch" | "yolov8n.pt" (pretrained, downloads)
-    "RESNET_EPOCHS": RECIPES["resnet18"]["epochs"],
-    "YOLO_EPOCHS": RECIPES["yolov8n"]["epochs"],
+    "RESNET_EPOCHS": workloads.RECIPES["resnet18"]["epochs"],
+    "YOLO_EPOCHS": workloads.RECIPES["yolov8n"]["epochs"],
 }
 
 
@@ -106,9 +105,8 @@ def _check_range(name: str, value: Any) -> None:
 
 def check(values: Mapping[str, Any], notebook: str | Path) -> dict[str, Any]:
     """Check every parameter of ``notebook`` as found in ``values`` (a notebook passes
-    ``globals()``); returns them. Also checks ``WORKLOADS`` and the :data:`COURSE` datasets."""
-    from common import data
-
+    ``globals()``) against its default, and ``WORKLOADS`` against the known workloads; returns
+    them. The datasets are resolved by :func:`course`."""
     got = {}
     for name, default in defaults(notebook).items():
         if name not in values:
@@ -133,8 +131,6 @@ class Course:
 
     def baseline(self, workload: str, seed: int):
         """The baseline hw1 trains for ``workload`` with these parameters (trained here if missing)."""
-        from common import workloads
-
         return workloads.baseline(workload, self.datasets[workload], seed=seed, **self.train[workload])
 
 
@@ -146,8 +142,6 @@ def is_default(values: Mapping[str, Any]) -> bool:
 def course(values: Mapping[str, Any]) -> Course:
     """:data:`COURSE`'s parameters from ``values`` (defaults where absent), each dataset resolved
     (names checked, paths and layouts validated, network sets refused offline) before any work."""
-    from common import data, workloads
-
     v = {k: values.get(k, d) for k, d in COURSE.items()}
     for k, d in COURSE.items():
         _check_type(k, v[k], d)
