@@ -5,6 +5,9 @@ that nbval collects, whichever of them a run selects).
   papermill test) write their rows to a temporary registry, because ``NNC_RESULTS`` is set here,
   before any kernel starts. The trained-baseline cache (``artifacts/``) is shared with normal
   runs on purpose: it is a cache, not a result.
+- Latencies are timed briefly (``NNC_QUICK_TIMING``, :func:`common.measure.quick_timing`: 1 warm-up,
+  3 timed calls): no test compares a timing, so the notebooks' re-execution does not spend minutes
+  producing figures it discards. Sizes, RAM and every quality figure are measured as in a full run.
 - ``tests/test_reproduce.py`` compares that temporary registry with the committed one, so its
   tests run last, after every notebook of the session; a homework whose notebook was not
   collected is skipped there, one that was collected must have written its rows.
@@ -18,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 os.environ["NNC_RESULTS"] = tempfile.mkdtemp(prefix="nnc-test-results-")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ["NNC_QUICK_TIMING"] = "1"
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -3,12 +3,25 @@ one), peak memory in a fresh process; returns the registry columns plus the full
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from common import backends, env, memory, size, timing
+
+#: Set (to anything but "" or "0") by the test session (root ``conftest.py``): every latency is
+#: then timed with at most QUICK_WARMUP warm-up and QUICK_REPEATS timed calls, and the row's notes
+#: say so. No test compares a timing (``common.compare`` skips the latency columns), so ``make test``
+#: need not spend minutes producing figures it discards; ``make homeworks`` always times in full.
+QUICK_TIMING_ENV = "NNC_QUICK_TIMING"
+QUICK_WARMUP, QUICK_REPEATS = 1, 3
+
+
+def quick_timing() -> bool:
+    """Whether latencies are timed briefly (under the test session, :data:`QUICK_TIMING_ENV`)."""
+    return os.environ.get(QUICK_TIMING_ENV, "") not in ("", "0")
 
 
 @dataclass
@@ -37,12 +50,15 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
             gpu: bool = True, label: str = "") -> Measurement:
     """Measure a saved model (any format :mod:`common.backends` loads) at ``input_shape``.
 
-    CPU latency: ``repeats`` timed calls after ``warmup`` (capped at ``max_seconds``), on a
-    fixed zero-free random input, ``threads`` threads. RAM: peak RSS of a fresh process that
-    loads the model and runs 10 inferences. GPU latency and VRAM only when CUDA is present
+    CPU latency: ``repeats`` timed calls after ``warmup`` (capped at ``max_seconds``; fewer
+    under :func:`quick_timing`), on a fixed zero-free random input, ``threads`` threads. RAM:
+    peak RSS of a fresh process that loads the model and runs 10 inferences. GPU latency and VRAM only when CUDA is present
     and the format runs there; otherwise a note says why they are empty.
     """
     path = Path(artifact)
+    quick = quick_timing()
+    if quick:
+        warmup, repeats = min(warmup, QUICK_WARMUP), min(repeats, QUICK_REPEATS)
     x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
     backend = backends.load(path, threads=threads)
     prepared = backend.prepare(x)
@@ -54,7 +70,8 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
                          max_seconds=max_seconds, batch=input_shape[0], threads=threads,
                          backend=label or backend.name)
     env.set_threads(threads)  # some runtimes change torch's global thread count on load
-    notes = [f"cpu: median of {cpu.repeats} runs after {warmup} warm-up, batch {input_shape[0]}"]
+    notes = [f"cpu: median of {cpu.repeats} runs after {warmup} warm-up, batch {input_shape[0]}"
+             + (f" (quick timing: {QUICK_TIMING_ENV} is set)" if quick else "")]
     ram_stats = memory.peak_memory(path, input_shape, threads=threads) if ram else None
     gpu_stats, vram = None, None
     if gpu:

@@ -113,3 +113,17 @@ def test_measure_writes_no_gpu_figure_for_a_runtime_that_cannot_use_the_gpu(expo
     assert "gpu: skipped (onnxruntime has no CUDA provider" in row["notes"]
     m = measure.measure(d / "ov", (1, 3, 16, 16), threads=1, warmup=1, repeats=3, ram=False)
     assert m.row()["latency_gpu_ms"] is None and "gpu: skipped (openvino runs on the CPU here)" in m.row()["notes"]
+
+
+def test_measure_times_briefly_under_the_test_session_and_in_full_otherwise(exported, monkeypatch):
+    from common import measure
+
+    _, d = exported
+    monkeypatch.setenv(measure.QUICK_TIMING_ENV, "1")      # what conftest.py sets for make test
+    m = measure.measure(d / "model.onnx", (1, 3, 16, 16), threads=1, warmup=5, repeats=40, ram=False, gpu=False)
+    assert (m.cpu.repeats, m.cpu.warmup) == (measure.QUICK_REPEATS, measure.QUICK_WARMUP)
+    assert f"median of {measure.QUICK_REPEATS} runs after {measure.QUICK_WARMUP} warm-up" in m.row()["notes"]
+    assert "quick timing" in m.row()["notes"]
+    monkeypatch.setenv(measure.QUICK_TIMING_ENV, "0")      # make homeworks: the full count
+    m = measure.measure(d / "model.onnx", (1, 3, 16, 16), threads=1, warmup=5, repeats=40, ram=False, gpu=False)
+    assert (m.cpu.repeats, m.cpu.warmup) == (40, 5) and "quick timing" not in m.row()["notes"]
