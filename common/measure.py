@@ -52,8 +52,9 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
 
     CPU latency: ``repeats`` timed calls after ``warmup`` (capped at ``max_seconds``; fewer
     under :func:`quick_timing`), on a fixed zero-free random input, ``threads`` threads. RAM:
-    peak RSS of a fresh process that loads the model and runs 10 inferences. GPU latency and VRAM only when CUDA is present
-    and the format runs there; otherwise a note says why they are empty.
+    peak RSS of a fresh process that loads the model and runs 10 inferences. GPU latency and
+    VRAM only when CUDA is present and the format runs there; otherwise a note says why they
+    are empty.
     """
     path = Path(artifact)
     quick = quick_timing()
