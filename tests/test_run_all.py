@@ -4,7 +4,7 @@ import json
 import nbformat
 import pytest
 
-from common import run_all
+from common import measure, run_all
 from common.env import REPO_ROOT
 
 
@@ -61,7 +61,7 @@ def test_papermill_parameters_take_effect_in_hw1(tmp_path, monkeypatch):
     import papermill as pm
 
     monkeypatch.setenv("NNC_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("NNC_QUICK_TIMING", "0")   # time in full, so that REPEATS shows in the notes
+    monkeypatch.setenv(measure.QUICK_TIMING_ENV, "0")   # time in full, so that REPEATS shows in the notes
     out = tmp_path / "hw1.ipynb"
     params = {"WORKLOADS": ["resnet18"], "RESNET_EPOCHS": 1, "WARMUP": 1, "REPEATS": 5}
     pm.execute_notebook(str(REPO_ROOT / "hw1_baseline" / "hw1_baseline.ipynb"), str(out),
