@@ -5,9 +5,10 @@ that nbval collects, whichever of them a run selects).
   papermill test) write their rows to a temporary registry, because ``NNC_RESULTS`` is set here,
   before any kernel starts. The trained-baseline cache (``artifacts/``) is shared with normal
   runs on purpose: it is a cache, not a result.
-- Latencies are timed briefly (``NNC_QUICK_TIMING``, :func:`common.measure.quick_timing`: 1 warm-up,
-  3 timed calls): no test compares a timing, so the notebooks' re-execution does not spend minutes
-  producing figures it discards. Sizes, RAM and every quality figure are measured as in a full run.
+- Latencies are timed briefly and peak RAM is not measured (``NNC_QUICK_TIMING``,
+  :func:`common.measure.quick_timing`: 1 warm-up, 3 timed calls, no fresh process for RAM): no test
+  compares a timing or a RAM figure, so the notebooks' re-execution does not spend minutes producing
+  figures it discards. Sizes and every quality figure are measured as in a full run.
 - ``tests/test_reproduce.py`` compares that temporary registry with the committed one, so its
   tests run last, after every notebook of the session; a homework whose notebook was not
   collected is skipped there, one that was collected must have written its rows.

@@ -12,15 +12,18 @@ import numpy as np
 from common import backends, env, memory, size, timing
 
 #: Set (to anything but "" or "0") by the test session (root ``conftest.py``): every latency is
-#: then timed with at most QUICK_WARMUP warm-up and QUICK_REPEATS timed calls, and the row's notes
-#: say so. No test compares a timing (``common.compare`` skips the latency columns), so ``make test``
-#: need not spend minutes producing figures it discards; ``make homeworks`` always times in full.
+#: then timed with at most QUICK_WARMUP warm-up and QUICK_REPEATS timed calls, peak RAM is not
+#: measured (its fresh process costs about 5 s per PyTorch model), and the row's notes say both.
+#: No test compares a timing or a RAM figure (``common.compare`` skips those columns), so
+#: ``make test`` need not spend minutes producing figures it discards; ``make homeworks`` always
+#: measures in full. ``tests/test_backends.py`` covers the RAM measurement itself.
 QUICK_TIMING_ENV = "NNC_QUICK_TIMING"
 QUICK_WARMUP, QUICK_REPEATS = 1, 3
 
 
 def quick_timing() -> bool:
-    """Whether latencies are timed briefly (under the test session, :data:`QUICK_TIMING_ENV`)."""
+    """Whether latencies are timed briefly and RAM is skipped (under the test session,
+    :data:`QUICK_TIMING_ENV`)."""
     return os.environ.get(QUICK_TIMING_ENV, "") not in ("", "0")
 
 
@@ -41,7 +44,7 @@ class Measurement:
         return {"size_mb": self.size_mb, "gzip_mb": self.gzip_mb,
                 "latency_cpu_ms": self.cpu.median_ms, "latency_cpu_p90_ms": self.cpu.p90_ms,
                 "latency_gpu_ms": self.gpu.median_ms if self.gpu else None,
-                "ram_mb": self.ram.peak_rss_mb if self.ram else None, "vram_mb": self.vram_mb,
+                "ram_mb": self.ram.peak_rss_mb if self.ram and self.ram.runs else None, "vram_mb": self.vram_mb,
                 "threads": self.cpu.threads, "notes": "; ".join(self.notes)}
 
 
@@ -52,7 +55,8 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
 
     CPU latency: ``repeats`` timed calls after ``warmup`` (capped at ``max_seconds``; fewer
     under :func:`quick_timing`), on a fixed zero-free random input, ``threads`` threads. RAM:
-    peak RSS of a fresh process that loads the model and runs 10 inferences. GPU latency and
+    peak RSS of a fresh process that loads the model and runs 10 inferences (under
+    :func:`quick_timing` not measured: NaN figures, no registry value, a note). GPU latency and
     VRAM only when CUDA is present and the format runs there; otherwise a note says why they
     are empty.
     """
@@ -73,7 +77,11 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
     env.set_threads(threads)  # some runtimes change torch's global thread count on load
     notes = [f"cpu: median of {cpu.repeats} runs after {warmup} warm-up, batch {input_shape[0]}"
              + (f" (quick timing: {QUICK_TIMING_ENV} is set)" if quick else "")]
-    ram_stats = memory.peak_memory(path, input_shape, threads=threads) if ram else None
+    if ram and quick:
+        ram_stats = memory.MemoryStats(float("nan"), float("nan"), None, runs=0)
+        notes.append(f"ram: not measured ({QUICK_TIMING_ENV} is set)")
+    else:
+        ram_stats = memory.peak_memory(path, input_shape, threads=threads) if ram else None
     gpu_stats, vram = None, None
     if gpu:
         import torch

@@ -115,15 +115,20 @@ def test_measure_writes_no_gpu_figure_for_a_runtime_that_cannot_use_the_gpu(expo
     assert m.row()["latency_gpu_ms"] is None and "gpu: skipped (openvino runs on the CPU here)" in m.row()["notes"]
 
 
-def test_measure_times_briefly_under_the_test_session_and_in_full_otherwise(exported, monkeypatch):
+def test_measure_times_briefly_and_skips_ram_under_the_test_session_and_measures_in_full_otherwise(exported, monkeypatch):
     from common import measure
 
     _, d = exported
     monkeypatch.setenv(measure.QUICK_TIMING_ENV, "1")      # what conftest.py sets for make test
-    m = measure.measure(d / "model.onnx", (1, 3, 16, 16), threads=1, warmup=5, repeats=40, ram=False, gpu=False)
+    m = measure.measure(d / "model.onnx", (1, 3, 16, 16), threads=1, warmup=5, repeats=40, gpu=False)
+    row = m.row()
     assert (m.cpu.repeats, m.cpu.warmup) == (measure.QUICK_REPEATS, measure.QUICK_WARMUP)
-    assert f"median of {measure.QUICK_REPEATS} runs after {measure.QUICK_WARMUP} warm-up" in m.row()["notes"]
-    assert "quick timing" in m.row()["notes"]
-    monkeypatch.setenv(measure.QUICK_TIMING_ENV, "0")      # make homeworks: the full count
-    m = measure.measure(d / "model.onnx", (1, 3, 16, 16), threads=1, warmup=5, repeats=40, ram=False, gpu=False)
-    assert (m.cpu.repeats, m.cpu.warmup) == (40, 5) and "quick timing" not in m.row()["notes"]
+    assert f"median of {measure.QUICK_REPEATS} runs after {measure.QUICK_WARMUP} warm-up" in row["notes"]
+    assert "quick timing" in row["notes"]
+    assert row["ram_mb"] is None and "ram: not measured" in row["notes"]
+    assert m.ram.runs == 0 and m.ram.peak_rss_mb != m.ram.peak_rss_mb   # NaN: a notebook's print still works
+    monkeypatch.setenv(measure.QUICK_TIMING_ENV, "0")      # make homeworks: the full count, RAM measured
+    m = measure.measure(d / "model.onnx", (1, 3, 16, 16), threads=1, warmup=5, repeats=40, gpu=False)
+    row = m.row()
+    assert (m.cpu.repeats, m.cpu.warmup) == (40, 5) and "quick timing" not in row["notes"]
+    assert row["ram_mb"] == m.ram.peak_rss_mb > m.ram.baseline_rss_mb > 5 and "ram:" not in row["notes"]
