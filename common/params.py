@@ -28,6 +28,10 @@ COURSE: dict[str, Any] = {
 }
 
 
+#: the note every row of a detection set without a test split starts with (it is scored on val)
+SCORED_ON_VAL = "scored on val: the dataset has no test split"
+
+
 class ParameterError(ValueError):
     """A notebook parameter of the wrong type or out of range; the message names it."""
 
@@ -141,7 +145,9 @@ def is_default(values: Mapping[str, Any]) -> bool:
 
 def course(values: Mapping[str, Any]) -> Course:
     """:data:`COURSE`'s parameters from ``values`` (defaults where absent), each dataset resolved
-    (names checked, paths and layouts validated, network sets refused offline) before any work."""
+    (names checked, paths and layouts validated, network sets refused offline) before any work.
+    A detection set without a test split is scored on val; every row written for it says so
+    (:func:`common.report.note_dataset`)."""
     v = {k: values.get(k, d) for k, d in COURSE.items()}
     for k, d in COURSE.items():
         _check_type(k, v[k], d)
@@ -149,8 +155,14 @@ def course(values: Mapping[str, Any]) -> Course:
     if v["YOLO_WEIGHTS"] not in workloads.YOLO_WEIGHTS:
         raise ParameterError(f"parameter YOLO_WEIGHTS must be one of {list(workloads.YOLO_WEIGHTS)}, "
                              f"got {v['YOLO_WEIGHTS']!r}")
+    datasets = {"resnet18": data.resolve("resnet18", v["RESNET_DATASET"]),
+                "yolov8n": data.resolve("yolov8n", v["YOLO_DATASET"])}
+    det = datasets["yolov8n"]      # "shapes" is generated with a test split; an export may have none
+    if det != "shapes" and data.detection_split(data.detection_yaml(det)) != "test":
+        from common import report
+
+        report.note_dataset("yolov8n", data.dataset_label(datasets["yolov8n"]), SCORED_ON_VAL)
     return Course(
-        datasets={"resnet18": data.resolve("resnet18", v["RESNET_DATASET"]),
-                  "yolov8n": data.resolve("yolov8n", v["YOLO_DATASET"])},
+        datasets=datasets,
         train={"resnet18": {"epochs": v["RESNET_EPOCHS"]},
                "yolov8n": {"epochs": v["YOLO_EPOCHS"], "weights": v["YOLO_WEIGHTS"]}})

@@ -11,7 +11,8 @@
   :func:`openvino_fp16`;
 - ONNX Runtime (in :mod:`common.quantize_onnx`, re-exported here): :func:`onnx_int8` (static,
   QDQ, per-channel weights, exact on CPUs with and without VNNI), :func:`onnx_dynamic`,
-  :func:`onnx_fp16`, :func:`onnx_quantized_weight` to read back the codes it stored;
+  :func:`onnx_fp16`, :func:`onnx_quantized_weight` to read back the codes it stored,
+  :func:`kernel_error` to check the integer kernels against the same model run in float;
 - PyTorch :func:`torch_dynamic`; TFLite :func:`tflite_quantize` (AI Edge Quantizer: fp16,
   dynamic, static int8) and :func:`yolo_tflite_int8` (ultralytics' LiteRT exporter);
 - :func:`check_methods`, :func:`check_calibration`: bad settings fail before any work.
@@ -439,6 +440,6 @@ def training_images(bl) -> int:
 
 
 # ONNX Runtime's quantizers and graph helpers live in their own module; re-exported here
-from common.quantize_onnx import (REDUCED_QMAX, conv_weight_names, onnx_dynamic,  # noqa: E402,F401
-                                  onnx_float_weight, onnx_fp16, onnx_int8, onnx_quantized_weight,
-                                  yolo_postprocess_nodes)
+from common.quantize_onnx import (REDUCED_QMAX, conv_weight_names, kernel_error,  # noqa: E402,F401
+                                  onnx_dynamic, onnx_float_weight, onnx_fp16, onnx_int8,
+                                  onnx_quantized_weight, output_step, yolo_postprocess_nodes)

@@ -182,3 +182,36 @@ def conv_weight_names(onnx_path: str | Path) -> list[str]:
     model = onnx.load(str(onnx_path), load_external_data=False)
     inits = {t.name for t in model.graph.initializer}
     return [n.input[1] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits]
+
+
+def output_step(onnx_path: str | Path) -> float | None:
+    """The quantization step of a QDQ model's first output: the scale of the ``DequantizeLinear``
+    that produces it, or None when that output is computed in float (a detector's post-processing,
+    kept float)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path)).graph
+    producer = {o: n for n in graph.node for o in n.output}.get(graph.output[0].name)
+    if producer is None or producer.op_type != "DequantizeLinear":
+        return None
+    scale = {t.name: t for t in graph.initializer}.get(producer.input[1])
+    return None if scale is None else float(numpy_helper.to_array(scale).max())
+
+
+def kernel_error(onnx_path: str | Path, x: np.ndarray, *, threads: int = 2) -> dict[str, float | None]:
+    """How far ONNX Runtime's integer kernels are from the same QDQ model run in float (graph
+    optimizations off: every ``DequantizeLinear`` executed, float kernels), over the images ``x``
+    fed one at a time: the largest absolute difference relative to the largest output (``rel``)
+    and in steps of the quantized output (``steps``; None where :func:`output_step` is None).
+    Correct kernels differ by rounding only, a step or two; saturating ones by many."""
+    from common import backends
+
+    outputs = []
+    for optimize in (True, False):
+        run = backends.load(onnx_path, threads=threads, optimize=optimize)
+        outputs.append(np.concatenate([run(x[i:i + 1]) for i in range(len(x))]))
+    kernels, simulated = outputs
+    diff = float(np.abs(kernels - simulated).max())
+    step = output_step(onnx_path)
+    return {"rel": diff / float(np.abs(simulated).max()), "steps": None if step is None else diff / step}

@@ -41,8 +41,28 @@ VARYING_UNITS = {"latency_cpu_ms": "ms", "latency_cpu_p90_ms": "ms", "latency_gp
                  "ram_mb": "MB RSS", "vram_mb": "MB VRAM"}
 
 
+#: A note every row of a (workload, dataset label) carries, registered by :func:`note_dataset` when
+#: the dataset is resolved (:func:`common.params.course`): a detection set exported without a test
+#: split is scored on val, and each of its rows, whichever homework writes it, says so.
+DATASET_NOTES: dict[tuple[str, str], str] = {}
+
+
 class RegistryError(ValueError):
     """A row that does not fit the registry's schema."""
+
+
+def note_dataset(workload: str, dataset: str, note: str) -> None:
+    """Make :func:`upsert` start the notes of every row of ``workload`` on ``dataset`` (a registry
+    label) with ``note``."""
+    DATASET_NOTES[workload, dataset] = note
+
+
+def _with_dataset_note(row: dict) -> dict:
+    note = DATASET_NOTES.get((row.get("workload"), row.get("dataset")))
+    notes = str(row.get("notes") or "")
+    if note is None or notes.startswith(note):
+        return row
+    return {**row, "notes": f"{note}; {notes}" if notes else note}
 
 
 def registry_path() -> Path:
@@ -117,10 +137,11 @@ def upsert(rows: dict | Iterable[dict], path: Path | None = None, *, drop_stale:
     new rows are appended in the order given. ``drop_stale``: the given rows are a complete run,
     so every existing row of the same (homework, workload, dataset) is removed first (including
     rows an earlier run with other parameters left behind) and the given rows are appended in
-    their order, the same order a fresh registry gets.
+    their order, the same order a fresh registry gets. A row of a dataset with a registered note
+    (:func:`note_dataset`) gets that note first in its notes.
     """
     rows = [rows] if isinstance(rows, dict) else list(rows)
-    new = [normalize(r) for r in rows]  # raises before any write
+    new = [normalize(_with_dataset_note(r)) for r in rows]  # raises before any write
     keys = [tuple(r[k] for k in KEY) for r in new]
     if len(set(keys)) != len(keys):
         raise RegistryError("the same (homework, workload, dataset, name) appears twice in one upsert")
@@ -271,19 +292,24 @@ def plot_images(x, labels, classes, mean, std, n: int = 16, title: str = "sample
 
 
 def plot_detections(images, predictions, truths, class_names, ncols: int = 4,
-                    title: str = "predictions (solid) vs ground truth (dashed)"):
+                    title: str = "predictions (solid) vs ground truth (dashed)",
+                    titles: list[str] | None = None):
     """Draw predicted boxes (solid, with class and confidence) and ground-truth boxes (dashed)
     on images. ``predictions[i]``: array N x 6 (x1, y1, x2, y2, conf, cls); ``truths[i]``:
-    array M x 5 (cls, x1, y1, x2, y2), pixels."""
+    array M x 5 (cls, x1, y1, x2, y2), pixels (None: no ground truth); ``titles``: one per image."""
     import matplotlib.pyplot as plt
+    import numpy as np
     from matplotlib.patches import Rectangle
 
     n = len(images)
     nrows = (n + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3 * nrows), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for ax, img, pred, truth in zip(axes.flat, images, predictions, truths):
+    truths = [np.zeros((0, 5)) if t is None else t for t in truths]
+    for i, (ax, img, pred, truth) in enumerate(zip(axes.flat, images, predictions, truths)):
         ax.imshow(img)
+        if titles:
+            ax.set_title(titles[i], fontsize=8)
         for c, x1, y1, x2, y2 in truth:
             ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ls="--", lw=1,
                                    ec=colours(int(c) % 10)))

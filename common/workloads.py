@@ -606,23 +606,39 @@ def evaluate_detector(model, data_yaml: str, split: str = "test", *, img_size: i
             "map50": float(r.box.map50), "map50_95": float(r.box.map)}
 
 
-def predict_boxes(bl: Baseline, images: list[Path], conf: float = 0.25) -> list[np.ndarray]:
-    """Predicted boxes per image as N x 6 arrays (x1, y1, x2, y2, confidence, class), pixels."""
-    y = yolo(bl.ultralytics_checkpoint)
-    y.model = deepcopy(bl.model).float()
-    results = y.predict([str(p) for p in images], imgsz=bl.config.img_size, conf=conf,
-                        device="cpu", verbose=False)
+def predict_boxes(bl: Baseline, images: list[Path], conf: float = 0.25, *,
+                  artifact: str | Path | None = None) -> list[np.ndarray]:
+    """Predicted boxes per image as N x 6 arrays (x1, y1, x2, y2, confidence, class), pixels.
+    ``artifact``: an exported detector ultralytics runs (ONNX file, OpenVINO folder, ...) in
+    place of the baseline's PyTorch module."""
+    y = yolo(bl.ultralytics_checkpoint if artifact is None else artifact)
+    if artifact is None:
+        y.model = deepcopy(bl.model).float()
+    # an exported model is loaded at the first call, with "Loading ... for ONNX Runtime inference"
+    with contextlib.redirect_stdout(io.StringIO()) if artifact is not None else contextlib.nullcontext():
+        results = y.predict([str(p) for p in images], imgsz=bl.config.img_size, conf=conf,
+                            device="cpu", verbose=False)
     return [np.concatenate([r.boxes.xyxy.numpy(), r.boxes.conf.numpy()[:, None],
                             r.boxes.cls.numpy()[:, None]], axis=1) for r in results]
 
 
+def real_photos() -> list[Path]:
+    """The two photos ultralytics ships, ``bus.jpg`` and ``zidane.jpg`` (a street, two people):
+    what a detector does to real images, whatever it was trained on."""
+    from ultralytics.utils import ASSETS
+
+    return [Path(ASSETS) / "bus.jpg", Path(ASSETS) / "zidane.jpg"]
+
+
 def sample_inputs(bl: Baseline, n: int, split: str = "test", seed: int | None = None) -> np.ndarray:
     """``n`` images of a split as the model's float32 NCHW input (classifier: normalised tensors;
-    detector: RGB / 255 resized to the model's square input): the first ``n``, or with ``seed``
-    ``n`` drawn at random without replacement (in split order)."""
+    detector: RGB / 255 resized to the model's square input; a detection set without a test split
+    gives val for "test"): the first ``n``, or with ``seed`` ``n`` drawn at random without
+    replacement (in split order)."""
     if n < 1:
         raise ValueError(f"need at least one image, got n={n}")
-    images = None if bl.config.workload == "resnet18" else data_mod.detection_images(bl.data, split)
+    images = None if bl.config.workload == "resnet18" else data_mod.detection_images(
+        bl.data, data_mod.detection_split(bl.data, split))   # "test" -> "val" when there is no test split
     total = len(bl.data.split(split)[0]) if images is None else len(images)
     if seed is None:
         idx = list(range(min(n, total)))

@@ -51,6 +51,15 @@ def test_missing_and_extra_rows_are_reported_per_homework(tmp_path):
         compare.differences(a, b, homework="hw9")
 
 
+def test_rows_of_other_datasets_can_be_left_out(tmp_path):
+    fashion = {**BASE, "dataset": "fashion-mnist-small"}
+    a = registry(tmp_path, "a.csv", BASE, fashion)            # committed: defaults and another dataset
+    b = registry(tmp_path, "b.csv", BASE)                     # a re-run of the defaults
+    assert compare.differences(a, b) == ["missing in the re-run: hw3/resnet18/fashion-mnist-small/structured l1 0.50 ft"]
+    assert compare.differences(a, b, datasets={"digits", "shapes"}) == []
+    assert len(compare.differences(a, registry(tmp_path, "c.csv", fashion), datasets={"digits"})) == 1
+
+
 def test_spread_reports_the_largest_difference_and_where(tmp_path):
     a = registry(tmp_path, "a.csv", BASE, {**BASE, "name": "x", "accuracy": 0.5})
     b = registry(tmp_path, "b.csv", {**BASE, "accuracy": 0.98}, {**BASE, "name": "x", "accuracy": 0.47})

@@ -11,7 +11,7 @@ from common.shapes import CLASSES, ShapesConfig, generate
 
 @pytest.mark.parametrize("workload, dataset, message", [
     ("bert", "digits", "valid workloads: resnet18, yolov8n"),
-    ("resnet18", "imagenet", "valid names: digits, fashion-mnist, cifar10"),
+    ("resnet18", "imagenet", "valid names: digits, fashion-mnist, fashion-mnist-small, cifar10"),
     ("yolov8n", "voc", "valid names: shapes, coco8, coco128"),
     ("resnet18", "shapes", "belongs to workload 'yolov8n'"),
     ("yolov8n", "/nonexistent/data.yaml", "data.yaml not found"),
@@ -212,6 +212,23 @@ def test_the_installed_fashion_mnist_is_the_published_one():
     assert images.shape == (70000, 28, 28) and n_train == 60000
     assert np.bincount(labels[:n_train]).tolist() == [6000] * 10
     assert np.bincount(labels[n_train:]).tolist() == [1000] * 10
+
+
+@pytest.mark.skipif(data.fashion_mnist_dir() is None, reason="dataset-fashion-mnist is not installed")
+def test_fashion_mnist_small_is_a_balanced_subset_of_each_official_split():
+    small = data.load_classification("fashion-mnist-small", 28, seed=0)
+    assert small.sizes() == dict(zip(("train", "val", "test"), data.FASHION_MNIST_SMALL))
+    for split, n in zip(("train", "val", "test"), data.FASHION_MNIST_SMALL):
+        assert np.bincount(small.split(split)[1].numpy()).tolist() == [n // 10] * 10
+    images, labels, n_train = data._fashion_mnist()
+    raw = lambda x: np.rint((x[:, 0].numpy() * small.std[0] + small.mean[0]) * 255)  # noqa: E731
+    pixels = lambda a: {r.tobytes() for r in a.astype(np.uint8)}  # noqa: E731
+    test = pixels(raw(small.x_test))
+    assert test <= pixels(images[n_train:]) and not test & pixels(images[:n_train])   # official test images
+    train, val = pixels(raw(small.x_train)), pixels(raw(small.x_val))
+    assert not train & val and (train | val) <= pixels(images[:n_train])
+    again = data.load_classification("fashion-mnist-small", 28, seed=0)
+    assert again.y_train.tolist() == small.y_train.tolist()                           # fixed draw
 
 
 def test_a_file_that_is_not_idx_is_named(tmp_path):

@@ -60,6 +60,26 @@ def test_absolute_path_names_mapping_and_no_test_split(shapes, tmp_path):
         data.detection_images(str(y), "test")
 
 
+def test_every_row_of_a_set_without_test_split_says_it_was_scored_on_val(shapes, tmp_path, monkeypatch):
+    from common import params, report
+
+    monkeypatch.setattr(report, "DATASET_NOTES", {})
+    y = tmp_path / "data.yaml"
+    y.write_text(yaml.safe_dump({"path": str(shapes), "train": "images/train", "val": "images/val", "names": NAMES}))
+    params.course({"YOLO_DATASET": str(y)})
+    label = data.dataset_label(str(y))
+    registry = tmp_path / "experiments.csv"
+    rows = [{"homework": hw, "workload": "yolov8n", "dataset": label, "name": "x", "notes": n}
+            for hw, n in (("hw2", "cpu: median of 10 runs"), ("hw3", ""))]
+    rows.append({"homework": "hw2", "workload": "yolov8n", "dataset": "shapes", "name": "x", "notes": "as it was"})
+    report.upsert(rows, registry)
+    report.upsert([{**rows[0], "notes": f"{params.SCORED_ON_VAL}; cpu: median of 10 runs"}], registry)  # said once
+    notes = [r["notes"] for r in report.read_rows(registry)]
+    assert notes == [f"{params.SCORED_ON_VAL}; cpu: median of 10 runs", params.SCORED_ON_VAL, "as it was"]
+    params.course({"YOLO_DATASET": str(shapes / "data.yaml")})
+    assert list(report.DATASET_NOTES) == [("yolov8n", label)]   # a set with a test split adds none
+
+
 def test_relative_path_and_no_path_key(shapes, tmp_path, monkeypatch):
     # ultralytics reads a relative `path` from the working directory; without `path`, from the yaml's folder
     monkeypatch.chdir(tmp_path)
@@ -112,6 +132,10 @@ def test_mixed_image_sizes_are_read_at_the_model_size(shapes, tmp_path):
     bl = workloads.Baseline(workloads.TrainConfig("yolov8n", str(y), 64, 1, 2, 0.01), None, None, str(y), 0.0, [])
     x = workloads.sample_inputs(bl, 4)
     assert x.shape == (4, 3, 64, 64) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    no_test = root / "no-test.yaml"                             # "test" images are val's there
+    no_test.write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val", "names": NAMES}))
+    bl = workloads.Baseline(workloads.TrainConfig("yolov8n", str(no_test), 64, 1, 2, 0.01), None, None, str(no_test), 0.0, [])
+    assert workloads.sample_inputs(bl, 4).shape == (4, 3, 64, 64)
 
 
 def test_a_yaml_whose_images_are_missing_fails_before_any_work(tmp_path):

@@ -152,3 +152,23 @@ def test_a_workload_without_hw1_takes_its_own_homeworks_baseline(tmp_path):
     assert table.iloc[1]["size ×"] == "8.00" and table.iloc[1]["Δaccuracy"] == "-0.0100"
     with pytest.raises(report.RegistryError, match="valid: resnet18, yolov8n, keras_cnn"):
         report.upsert({**twin, "workload": "keras"}, path)
+
+
+def test_detections_are_drawn_with_titles_and_without_ground_truth():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from common import workloads
+
+    photos = workloads.real_photos()                       # the two photos ultralytics ships
+    assert [p.name for p in photos] == ["bus.jpg", "zidane.jpg"] and all(p.is_file() for p in photos)
+    pic = np.zeros((40, 60, 3), np.uint8)
+    pred = np.array([[5, 5, 30, 20, 0.9, 1]], np.float32)
+    fig = report.plot_detections([pic, pic], [pred, pred[:0]], [None, np.array([[0, 1, 1, 9, 9]])],
+                                 ["a", "b"], ncols=2, titles=["float32", "int8"])
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["float32", "int8"]
+    assert len(axes[0].patches) == 1 and len(axes[1].patches) == 1    # one prediction; one truth box
+    assert axes[0].texts[0].get_text() == "b 0.90"
