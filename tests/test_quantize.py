@@ -92,6 +92,11 @@ def test_onnx_runtime_per_channel_weights_agree_with_ours_within_one_step(tmp_pa
     # the integer kernels compute what the quantized model means, on this CPU too: within a few
     # output steps of the float simulation (a saturating kernel is off by ~0.1 here, 10x more)
     assert np.abs(got - simulated).max() < 0.01 * np.abs(ref).max()
+    # the same check as hw2's, in steps of the quantized output (the float model has none)
+    step = quantize.output_step(q8)
+    assert quantize.output_step(fp32) is None and step is not None and step > 0
+    e = quantize.kernel_error(q8, x[:4].numpy(), threads=1)
+    assert e["steps"] <= 3 and e["rel"] < 0.01
     with pytest.raises(quantize.QuantizationError, match="non-empty NCHW batch"):
         quantize.onnx_int8(fp32, tmp_path / "never.onnx", x.numpy()[:0])
     with pytest.raises(quantize.QuantizationError, match=r"qmax narrows a symmetric range: an integer in \[1, 127\]"):
