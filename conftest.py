@@ -9,6 +9,8 @@ that nbval collects, whichever of them a run selects).
   :func:`common.measure.quick_timing`: 1 warm-up, 3 timed calls, no fresh process for RAM): no test
   compares a timing or a RAM figure, so the notebooks' re-execution does not spend minutes producing
   figures it discards. Sizes and every quality figure are measured as in a full run.
+- ``DEVICE="auto"`` means the CPU (``NNC_DEVICE=cpu``, :func:`common.env.device`): on a CUDA
+  machine the notebooks still train and evaluate on the CPU, as the committed outputs were made.
 - ``tests/test_reproduce.py`` compares that temporary registry with the committed one, so its
   tests run last, after every notebook of the session; a homework whose notebook was not
   collected is skipped there, one that was collected must have written its rows.
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parent
 os.environ["NNC_RESULTS"] = tempfile.mkdtemp(prefix="nnc-test-results-")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ["NNC_QUICK_TIMING"] = "1"
+os.environ["NNC_DEVICE"] = "cpu"    # DEVICE="auto" means the CPU here: the committed outputs are CPU-made
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -153,7 +153,7 @@ class CachedTeacher:
         if step != len(self._logits):
             raise DistillationError(f"steps must come in order: expected step {len(self._logits)}, got {step}")
         with torch.no_grad():
-            z = self.teacher(x).float()
+            z = self.teacher.to(x.device)(x).float()   # the teacher follows the batch's device
         self._logits.append(z)
         self._keys.append(key)
         return z
@@ -246,8 +246,8 @@ def _build_distilled_class():
             if not self.teacher_key:  # no teacher: a plain detection model
                 return loss, items
             teacher, weight, box_weight, temperature = _TEACHERS[self.teacher_key]
-            with torch.no_grad():
-                _, t_preds = teacher(batch["img"].contiguous(memory_format=torch.channels_last))
+            with torch.no_grad():    # the teacher follows the batch to the trainer's device
+                _, t_preds = teacher.to(batch["img"].device)(batch["img"].contiguous(memory_format=torch.channels_last))
             s_preds = preds[1] if isinstance(preds, tuple) else preds  # (y, raw) when validating
             cls_term, box_term = detection_kd_terms(s_preds, t_preds, temperature)
             kd = batch["img"].shape[0] * (weight * cls_term + box_weight * box_term)

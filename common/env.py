@@ -86,10 +86,12 @@ def set_threads(threads: int = DEFAULT_THREADS) -> int:
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed python, numpy and torch, and make torch's CPU kernels deterministic."""
+    """Seed python, numpy and torch, and make torch's kernels deterministic (CPU and CUDA)."""
     import numpy as np
     import torch
 
+    # cuBLAS is deterministic only with a fixed workspace (read when CUDA first runs a GEMM)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -108,10 +110,24 @@ def setup(seed: int = 0, threads: int = DEFAULT_THREADS) -> dict:
     return {"seed": seed, "threads": threads, "device": device(), **cpu_info()}
 
 
+#: The devices a notebook's ``DEVICE`` parameter may name.
+DEVICES = ("auto", "cpu", "cuda")
+#: Pins what ``"auto"`` means for a whole process tree (``cpu`` or ``cuda``): the test session
+#: sets ``cpu``, so a CUDA machine re-executes the committed (CPU-made) notebooks on the CPU.
+DEVICE_ENV = "NNC_DEVICE"
+_compute_device = "cpu"
+
+
 def device(prefer: str = "auto") -> str:
-    """'cuda' when asked for (or 'auto') and present, else 'cpu'. Unknown names raise."""
-    if prefer not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device {prefer!r}; choose one of: auto, cpu, cuda")
+    """'cuda' when asked for (or 'auto') and present, else 'cpu'; ``$NNC_DEVICE`` pins 'auto'.
+    Unknown names raise naming the valid ones; 'cuda' without a CUDA GPU raises."""
+    if prefer not in DEVICES:
+        raise ValueError(f"unknown device {prefer!r}; choose one of: {', '.join(DEVICES)}")
+    if prefer == "auto":
+        pinned = os.environ.get(DEVICE_ENV, "").strip()
+        if pinned and pinned not in ("cpu", "cuda"):
+            raise ValueError(f"{DEVICE_ENV}={pinned!r}; choose cpu or cuda (or leave it unset)")
+        prefer = pinned or "auto"
     if prefer == "cpu":
         return "cpu"
     import torch
@@ -119,8 +135,22 @@ def device(prefer: str = "auto") -> str:
     if torch.cuda.is_available():
         return "cuda"
     if prefer == "cuda":
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu'")
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
     return "cpu"
+
+
+def set_device(prefer: str = "auto") -> str:
+    """Resolve ``prefer`` (:func:`device`) and make it the device every later training,
+    fine-tune, distillation, QAT and evaluation of a torch module runs on; returns it.
+    Latency on the CPU is always measured on the CPU, whatever this is."""
+    global _compute_device
+    _compute_device = device(prefer)
+    return _compute_device
+
+
+def compute_device() -> str:
+    """The device training and evaluation run on ('cpu' until :func:`set_device` says otherwise)."""
+    return _compute_device
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import data, workloads
+from common import data, env, workloads
 
 #: Taken by every notebook, with these defaults: what hw1 trains and every later homework compresses.
 COURSE: dict[str, Any] = {
@@ -25,6 +25,7 @@ COURSE: dict[str, Any] = {
     "YOLO_WEIGHTS": "scratch",                       # "scratch" | "yolov8n.pt" (pretrained, downloads)
     "RESNET_EPOCHS": workloads.RECIPES["resnet18"]["epochs"],
     "YOLO_EPOCHS": workloads.RECIPES["yolov8n"]["epochs"],
+    "DEVICE": "auto",        # where training, fine-tunes and evaluation run: "auto" | "cpu" | "cuda"
 }
 
 
@@ -132,6 +133,7 @@ class Course:
 
     datasets: dict[str, str]
     train: dict[str, dict[str, Any]]
+    device: str = "cpu"      # DEVICE resolved: "cpu" or "cuda" (CPU latency is always timed on the CPU)
 
     def baseline(self, workload: str, seed: int):
         """The baseline hw1 trains for ``workload`` with these parameters (trained here if missing)."""
@@ -145,13 +147,20 @@ def is_default(values: Mapping[str, Any]) -> bool:
 
 def course(values: Mapping[str, Any]) -> Course:
     """:data:`COURSE`'s parameters from ``values`` (defaults where absent), each dataset resolved
-    (names checked, paths and layouts validated, network sets refused offline) before any work.
+    (names checked, paths and layouts validated, network sets refused offline) and ``DEVICE``
+    resolved (:func:`common.env.set_device`; "cuda" without a GPU is refused) before any work.
     A detection set without a test split is scored on val; every row written for it says so
     (:func:`common.report.note_dataset`)."""
     v = {k: values.get(k, d) for k, d in COURSE.items()}
     for k, d in COURSE.items():
         _check_type(k, v[k], d)
         _check_range(k, v[k])
+    if v["DEVICE"] not in env.DEVICES:
+        raise ParameterError(f"parameter DEVICE must be one of {list(env.DEVICES)}, got {v['DEVICE']!r}")
+    try:
+        device = env.device(v["DEVICE"])
+    except (RuntimeError, ValueError) as e:
+        raise ParameterError(f"parameter DEVICE: {e}") from None
     if v["YOLO_WEIGHTS"] not in workloads.YOLO_WEIGHTS:
         raise ParameterError(f"parameter YOLO_WEIGHTS must be one of {list(workloads.YOLO_WEIGHTS)}, "
                              f"got {v['YOLO_WEIGHTS']!r}")
@@ -162,7 +171,9 @@ def course(values: Mapping[str, Any]) -> Course:
         from common import report
 
         report.note_dataset("yolov8n", data.dataset_label(datasets["yolov8n"]), SCORED_ON_VAL)
+    env.set_device(device)    # every training, fine-tune and evaluation of a module runs there
     return Course(
+        device=device,
         datasets=datasets,
         train={"resnet18": {"epochs": v["RESNET_EPOCHS"]},
                "yolov8n": {"epochs": v["YOLO_EPOCHS"], "weights": v["YOLO_WEIGHTS"]}})

@@ -176,8 +176,9 @@ def fit_classifier(model, data, *, epochs: int, lr: float, batch: int = 64, seed
     if epochs < 1 or batch < 1 or lr <= 0:
         raise ValueError(f"need epochs >= 1, batch >= 1 and lr > 0, got {epochs}, {batch}, {lr}")
     x_train, y_train = data.x_train, data.y_train
+    dev = env.compute_device()
     # channels-last is an exact fp32 layout change that oneDNN runs ~1.7x faster on CPU
-    model.to(memory_format=torch.channels_last)
+    model.to(dev, memory_format=torch.channels_last)
     steps_per_epoch = (len(y_train) + batch - 1) // batch
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
@@ -191,9 +192,9 @@ def fit_classifier(model, data, *, epochs: int, lr: float, batch: int = 64, seed
         total, count = 0.0, 0
         for i in range(0, len(perm), batch):
             idx = perm[i:i + batch]
-            x = _shift_batch(x_train[idx], pad, gen, data.flip).contiguous(
-                memory_format=torch.channels_last)
-            y = y_train[idx]
+            x = _shift_batch(x_train[idx], pad, gen, data.flip).to(  # shifts drawn on the CPU
+                dev, memory_format=torch.channels_last)                # whatever the device
+            y = y_train[idx].to(dev)
             logits = model(x)
             loss = (loss_fn(logits, x, y) if loss_fn is not None
                     else F.cross_entropy(logits, y, label_smoothing=label_smoothing))
@@ -206,7 +207,7 @@ def fit_classifier(model, data, *, epochs: int, lr: float, batch: int = 64, seed
         val_acc = float((predict_classes(model, data.x_val) == data.y_val.numpy()).mean())
         history.append({"epoch": epoch + 1, "loss": total / count, "val_accuracy": val_acc})
         bar.set_postfix(loss=f"{total / count:.3f}", val_acc=f"{val_acc:.3f}")
-    model.to(memory_format=torch.contiguous_format).eval()
+    model.to("cpu", memory_format=torch.contiguous_format).eval()
     return history
 
 
@@ -218,12 +219,13 @@ def predict_classes(model_or_backend, x, batch: int = 256) -> np.ndarray:
     if isinstance(model_or_backend, torch.nn.Module):
         was_training = model_or_backend.training
         model_or_backend.eval()
+        dev = next(model_or_backend.parameters()).device   # the images go where the model is
         with torch.inference_mode():
             for i in range(0, len(x), batch):
-                xb = x[i:i + batch]
+                xb = x[i:i + batch].to(dev)
                 if xb.dim() == 4:  # channels-last: the same convolutions on oneDNN's faster path (~1.3x here)
                     xb = xb.contiguous(memory_format=torch.channels_last)
-                preds.append(model_or_backend(xb).argmax(1).numpy())
+                preds.append(model_or_backend(xb).argmax(1).cpu().numpy())
         model_or_backend.train(was_training)
     else:
         xs = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
@@ -253,7 +255,8 @@ def _quiet_epoch_bar(model, epochs: int, desc: str):
 def fit_detector(model, data_yaml: str, *, epochs: int, img_size: int, batch: int, lr: float,
                  seed: int = 0, project: Path, desc: str = "training", **overrides
                  ) -> tuple[list[dict], "torch.nn.Module"]:
-    """Train an ultralytics YOLO model (CPU, deterministic, no plots or per-epoch validation).
+    """Train an ultralytics YOLO model (on :func:`common.env.compute_device`, deterministic, no
+    plots or per-epoch validation).
 
     Returns the per-epoch losses and the final EMA model in full fp32: ultralytics writes its
     checkpoints in fp16, which would silently make every "fp32" baseline an fp16-rounded one
@@ -263,7 +266,7 @@ def fit_detector(model, data_yaml: str, *, epochs: int, img_size: int, batch: in
     Short from-scratch CPU schedules learn fastest here with AdamW at a fixed ``lr0``, one
     warm-up epoch and no mosaic (measured on ``shapes``: 30 epochs, mosaic off, mAP50-95 0.60
     vs 0.36 with ultralytics' defaults at 25 epochs)."""
-    args = dict(data=str(data_yaml), epochs=epochs, imgsz=img_size, batch=batch, device="cpu",
+    args = dict(data=str(data_yaml), epochs=epochs, imgsz=img_size, batch=batch, device=ultralytics_device(),
                 workers=0, seed=seed, deterministic=True, plots=False, val=False, amp=False,
                 optimizer="AdamW", lr0=lr, warmup_epochs=1, mosaic=0.0,
                 project=str(project), name="train", exist_ok=True, verbose=False)
@@ -311,7 +314,9 @@ def finetune_detector(model, bl: "Baseline", *, epochs: float = 1, lr: float = 1
     info = check_det_dataset(str(bl.data))
     env.seed_everything(seed)
     dataset = build_yolo_dataset(args, info["train"], batch, info, mode="train", stride=32)
-    loader = build_dataloader(dataset, batch, workers=0, shuffle=True, device="cpu")
+    loader = build_dataloader(dataset, batch, workers=0, shuffle=True, device="cpu")  # batches made on the CPU
+    dev = env.compute_device()
+    model.to(dev)
     steps = max(1, math.ceil(epochs * len(loader)))
     model.args = args
     model.criterion = None  # rebuilt for the (possibly pruned) head
@@ -331,6 +336,7 @@ def finetune_detector(model, bl: "Baseline", *, epochs: float = 1, lr: float = 1
             except StopIteration:  # one pass over the data done: the next epoch
                 it = iter(loader)
                 b = next(it)
+            b = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
             b["img"] = b["img"].float() / 255
             preds = model(b["img"])
             loss, _ = model.loss(b, preds)
@@ -355,7 +361,7 @@ def finetune_detector(model, bl: "Baseline", *, epochs: float = 1, lr: float = 1
     finally:
         bar.close()
         model.criterion = None  # do not carry the loss object into saved models
-        model.eval()
+        model.to("cpu").eval()
     return history
 
 
@@ -425,7 +431,8 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
     trained on first use and cached in ``artifacts/baselines`` and in the machine-wide cache
     (:func:`_shared_baseline`: a fresh clone on a machine that already trained it, with the same
     training code and libraries, copies it instead of training); ``overrides`` change the recipe.
-    Training always uses :data:`TRAIN_THREADS` threads; the caller's count is restored after."""
+    Training always uses :data:`TRAIN_THREADS` threads; the caller's count is restored after.
+    It runs on :func:`common.env.compute_device` (a notebook's ``DEVICE``)."""
     import torch
 
     data_mod.check_workload(workload)
@@ -436,7 +443,7 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
     ds = (data_mod.load_classification(dataset, cfg.img_size, cfg.seed) if workload == "resnet18"
           else data_mod.detection_yaml(dataset))
     root = env.artifacts_dir() / "baselines"
-    final = root / cfg.key()
+    final = root / device_key(cfg)
     meta_path = final / "meta.json"
     shared = _shared_baseline(cfg)
     if retrain and final.exists():
@@ -478,7 +485,9 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
         torch.save(model, tmp / "model.pt")
         (tmp / "meta.json").write_text(json.dumps(
             {"config": asdict(cfg), "train_seconds": train_seconds, "history": history,
-             "threads": torch.get_num_threads(), "versions": env.versions()}, indent=1))
+             "threads": torch.get_num_threads(), "device": env.compute_device(),
+             "gpu": env.gpu_name() if env.compute_device() == "cuda" else None,
+             "versions": env.versions()}, indent=1))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -516,7 +525,13 @@ def _shared_baseline(cfg: TrainConfig) -> Path | None:
     """Where ``cfg``'s baseline lives in the machine-wide cache (:func:`common.env.shared_cache_dir`),
     which every clone shares like the virtual environment; None when that cache is off."""
     root = env.shared_cache_dir()
-    return None if root is None else root / "baselines" / f"{cfg.key()}-{training_fingerprint()}"
+    return None if root is None else root / "baselines" / f"{device_key(cfg)}-{training_fingerprint()}"
+
+
+def device_key(cfg: TrainConfig) -> str:
+    """``cfg.key()``, and "-cuda" after it for a baseline trained on the GPU: its weights differ
+    from the CPU's, so the two never share a cache entry (CPU keys are unchanged)."""
+    return cfg.key() + ("-cuda" if env.compute_device() == "cuda" else "")
 
 
 def _copy_dir(src: Path, dst: Path) -> None:
@@ -566,8 +581,14 @@ def evaluate_classifier(model, data, split: str = "test", *, threads: int = env.
     from common.metrics import classification_metrics
 
     x, y = data.split(split)
-    runner = model if _is_module(model) else backends.load(model, threads=threads)
-    preds = predict_classes(runner, x, batch=batch)
+    if _is_module(model):     # a module runs on the compute device and is handed back where it was
+        home = next(model.parameters()).device
+        try:
+            preds = predict_classes(model.to(env.compute_device()), x, batch=batch)
+        finally:
+            model.to(home)
+    else:                     # an exported model runs in its own runtime, on the CPU
+        preds = predict_classes(backends.load(model, threads=threads), x, batch=batch)
     return classification_metrics(y.numpy(), preds, n_classes=len(data.classes))
 
 
@@ -579,7 +600,7 @@ def _is_module(obj) -> bool:
 
 def evaluate_detector(model, data_yaml: str, split: str = "test", *, img_size: int = 128,
                       batch: int = 16, checkpoint: str | Path | None = None,
-                      half: bool = False, device: str = "cpu") -> dict[str, float]:
+                      half: bool = False, device: str | None = None) -> dict[str, float]:
     """Precision, recall, mAP50 and mAP50-95 from the ultralytics validator.
 
     ``model`` is a path ultralytics can load (.pt, .onnx, OpenVINO folder, .torchscript,
@@ -589,7 +610,11 @@ def evaluate_detector(model, data_yaml: str, split: str = "test", *, img_size: i
     one latency is measured at (ultralytics' default rectangular batching would pad 128 px
     images to 160 px for PyTorch models only, and score them differently from their exports).
     A dataset without a test split is scored on ``val`` (:func:`common.data.detection_split`).
+    ``device`` (ultralytics' spelling) defaults to :func:`common.env.compute_device` for a module
+    or a ``.pt`` file and to the CPU for exported formats, which run on their CPU runtimes.
     """
+    torch_model = _is_module(model) or Path(model).suffix == ".pt"
+    device = device or (ultralytics_device() if torch_model else "cpu")
     if _is_module(model):
         if checkpoint is None:
             raise ValueError("evaluating a DetectionModel module needs checkpoint= (an ultralytics "
@@ -620,6 +645,11 @@ def predict_boxes(bl: Baseline, images: list[Path], conf: float = 0.25, *,
                             device="cpu", verbose=False)
     return [np.concatenate([r.boxes.xyxy.numpy(), r.boxes.conf.numpy()[:, None],
                             r.boxes.cls.numpy()[:, None]], axis=1) for r in results]
+
+
+def ultralytics_device() -> str:
+    """:func:`common.env.compute_device` as ultralytics spells it ("cpu", or "0" for the first GPU)."""
+    return "0" if env.compute_device() == "cuda" else "cpu"
 
 
 def real_photos() -> list[Path]:

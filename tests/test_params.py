@@ -82,6 +82,33 @@ def test_the_course_parameters_resolve_the_datasets_before_any_work(tmp_path):
         params.course({"RESNET_DATASET": str(tmp_path / "missing")})
 
 
+def test_device_is_resolved_and_set_before_any_work(monkeypatch):
+    import torch
+
+    from common import env
+
+    monkeypatch.setattr(env, "_compute_device", "cpu")
+    with pytest.raises(ParameterError, match=r"parameter DEVICE must be one of \['auto', 'cpu', 'cuda'\], got 'gpu'"):
+        params.course({"DEVICE": "gpu"})
+    with pytest.raises(ParameterError, match=r"parameter DEVICE must be a string"):
+        params.course({"DEVICE": 0})
+    assert params.course({"DEVICE": "cpu"}).device == "cpu" == env.compute_device()
+    monkeypatch.delenv(env.DEVICE_ENV, raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert params.course({}).device == expected == env.compute_device()
+    monkeypatch.setenv(env.DEVICE_ENV, "cpu")        # the test session's pin: "auto" is the CPU
+    assert params.course({"DEVICE": "auto"}).device == "cpu"
+    monkeypatch.setenv(env.DEVICE_ENV, "tpu")
+    with pytest.raises(ParameterError, match=r"NNC_DEVICE='tpu'; choose cpu or cuda"):
+        params.course({})
+    monkeypatch.delenv(env.DEVICE_ENV)
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match=r"parameter DEVICE: device 'cuda' was asked for but torch "
+                                                 r"sees no CUDA GPU; use 'cpu' or 'auto'"):
+            params.course({"DEVICE": "cuda"})
+        assert env.compute_device() == "cpu"     # a refused DEVICE changes nothing
+
+
 def test_every_notebook_parameters_cell_holds_literals_that_pass_their_own_check():
     for nb in run_all.notebooks():
         d = params.defaults(nb)

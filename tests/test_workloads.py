@@ -162,3 +162,13 @@ def test_a_baseline_trains_with_the_same_threads_whoever_trains_it(tmp_path, mon
         assert seen == [workloads.TRAIN_THREADS] and torch.get_num_threads() == 1   # restored afterwards
     finally:
         env.set_threads(before)
+
+
+def test_a_gpu_trained_baseline_never_shares_the_cpu_cache_entry(monkeypatch):
+    from common import env
+
+    cfg = workloads.TrainConfig(workload="resnet18", dataset="digits", img_size=32, epochs=4, batch=64, lr=0.05)
+    monkeypatch.setattr(env, "_compute_device", "cpu")
+    assert workloads.device_key(cfg) == cfg.key() and workloads.ultralytics_device() == "cpu"
+    monkeypatch.setattr(env, "_compute_device", "cuda")   # what DEVICE="cuda" sets (no GPU needed to name it)
+    assert workloads.device_key(cfg) == cfg.key() + "-cuda" and workloads.ultralytics_device() == "0"
