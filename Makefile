@@ -3,7 +3,7 @@
 PYTHON_VENV = "$$(bash .ci/venv.sh)/bin/python"
 ARGS ?=
 
-.PHONY: homeworks test venv
+.PHONY: homeworks test venv gpu
 
 ## Execute every homework notebook in place with papermill (offline defaults); ARGS="--only hw1 -p EPOCHS 2"
 homeworks:
@@ -16,3 +16,7 @@ test:
 ## Only build (or locate) the virtual environment
 venv:
 	@bash .ci/venv.sh
+
+## On a machine with an NVIDIA GPU: every CUDA path measured into results/gpu/ (common.gpu); exits 2 without CUDA
+gpu:
+	@py=$(PYTHON_VENV) && $$py -m common.gpu $(ARGS)

@@ -19,7 +19,10 @@ from common.env import DEFAULT_THREADS
 
 SUFFIX_KIND = {".pt": "pytorch", ".pth": "pytorch", ".torchscript": "torchscript",
                ".ts": "torchscript", ".onnx": "onnxruntime",
-               ".xml": "openvino", ".tflite": "tflite"}
+               ".xml": "openvino", ".tflite": "tflite", ".engine": "tensorrt"}
+#: ONNX Runtime's execution provider for each ``provider=`` of :func:`load` on CUDA
+ORT_PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass
@@ -42,13 +45,31 @@ class DeviceUnavailable(RuntimeError):
     raised instead of letting the runtime fall back to the CPU behind the caller's back."""
 
 
-def onnxruntime_cuda_missing() -> str | None:
-    """Why ONNX Runtime cannot run on CUDA here, or None when its CUDA provider is available."""
+def onnxruntime_cuda_missing(provider: str = "cuda") -> str | None:
+    """Why ONNX Runtime cannot run on CUDA with ``provider`` ("cuda" or "tensorrt") here, or
+    None when that execution provider is available."""
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return ("onnxruntime has no CUDA provider (installed: "
-                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu")
+    if provider not in ORT_PROVIDERS:
+        raise ValueError(f"unknown onnxruntime provider {provider!r}; choose one of {list(ORT_PROVIDERS)}")
+    available = ort.get_available_providers()
+    if ORT_PROVIDERS[provider] not in available:
+        need = "onnxruntime-gpu" + (" and TensorRT (pip install tensorrt)" if provider == "tensorrt" else "")
+        return (f"onnxruntime has no {'CUDA' if provider == 'cuda' else 'TensorRT'} provider "
+                f"(installed: {', '.join(available)}); install {need}")
+    return None
+
+
+def tensorrt_missing() -> str | None:
+    """Why a TensorRT engine cannot be built or run here, or None when it can."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA (TensorRT needs an NVIDIA GPU)"
+    if importlib.util.find_spec("tensorrt") is None:
+        return "the tensorrt package is not installed (pip install tensorrt)"
     return None
 
 
@@ -92,7 +113,8 @@ def load_module(path) -> "torch.nn.Module":
 
 
 def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
-         openvino_precision: str = "f32", optimize: bool = True) -> Backend:
+         openvino_precision: str = "f32", optimize: bool = True, precision: str = "fp32",
+         provider: str = "cuda") -> Backend:
     """Open ``artifact`` for inference with ``threads`` CPU threads (see module doc).
 
     ``openvino_precision`` is OpenVINO's ``INFERENCE_PRECISION_HINT``: "f32" by default,
@@ -100,6 +122,11 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
     pass "bf16" to measure that mode on purpose. An int8 model stays int8 either way.
     ``optimize=False`` (ONNX Runtime only) turns graph optimizations off: a QDQ int8 model then
     runs every ``DequantizeLinear`` and float kernels, a float simulation of its int8 kernels.
+    On CUDA: ``precision="fp16"`` runs a PyTorch / TorchScript model in half precision (the
+    input is cast too); ``provider`` picks ONNX Runtime's execution provider ("cuda" or
+    "tensorrt", whose fp16 follows ``precision``). A runtime that cannot run on CUDA here raises
+    :class:`DeviceUnavailable` naming what is missing; none falls back to the CPU. A TensorRT
+    ``.engine`` (ultralytics' export) runs on CUDA only, through ultralytics' ``AutoBackend``.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -108,8 +135,17 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
     kind = kind_of(artifact)
     if not optimize and kind != "onnxruntime":
         raise ValueError(f"optimize=False applies to ONNX Runtime only, not to {kind}")
-    if device == "cuda" and kind not in ("pytorch", "torchscript", "onnxruntime"):
+    if device == "cuda" and kind not in ("pytorch", "torchscript", "onnxruntime", "tensorrt"):
         raise ValueError(f"{kind} runs on the CPU here; use device='cpu'")
+    if kind == "tensorrt" and device != "cuda":
+        raise ValueError("a TensorRT engine runs on CUDA only; use device='cuda'")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+    if precision == "fp16" and not (device == "cuda" and kind in ("pytorch", "torchscript", "onnxruntime")):
+        raise ValueError("precision='fp16' is for PyTorch, TorchScript and ONNX Runtime's TensorRT "
+                         "provider on CUDA; export an fp16 model for the other runtimes")
+    if provider not in ORT_PROVIDERS:
+        raise ValueError(f"unknown onnxruntime provider {provider!r}; choose one of {list(ORT_PROVIDERS)}")
     if kind in ("pytorch", "torchscript"):
         import torch
 
@@ -121,6 +157,8 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
         else:
             model = torch.jit.load(str(artifact), map_location=device)
         model = model.eval().to(device)
+        if precision == "fp16":
+            model = model.half()
         dtype = next((p.dtype for p in model.parameters()), torch.float32)
 
         def run(x):
@@ -140,21 +178,47 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-        if device == "cuda" and (why := onnxruntime_cuda_missing()):
+        if device == "cuda" and (why := onnxruntime_cuda_missing(provider)):
             raise DeviceUnavailable(why)
-        providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + ["CPUExecutionProvider"]
+        if precision == "fp16" and provider != "tensorrt":
+            raise ValueError("ONNX Runtime runs fp16 on CUDA through provider='tensorrt'; for the CUDA "
+                             "provider export an fp16 ONNX model")
+        wanted = ORT_PROVIDERS[provider]
+        options = {"trt_fp16_enable": precision == "fp16"} if provider == "tensorrt" else {}
+        on_gpu = ([(wanted, options), "CUDAExecutionProvider"] if provider == "tensorrt" else [wanted])
+        providers = (on_gpu if device == "cuda" else []) + ["CPUExecutionProvider"]
         sess = ort.InferenceSession(str(artifact), so, providers=providers)
-        if device == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
-            # ONNX Runtime falls back to the CPU when the CUDA libraries fail to load
-            raise DeviceUnavailable(f"onnxruntime's CUDA provider did not start (session providers: "
+        if device == "cuda" and sess.get_providers()[0] != wanted:
+            # ONNX Runtime falls back to the next provider (at last the CPU) when one fails to start
+            raise DeviceUnavailable(f"onnxruntime's {'CUDA' if provider == 'cuda' else 'TensorRT'} provider "
+                                    f"did not start (session providers: "
                                     f"{', '.join(sess.get_providers())}); check the CUDA / cuDNN "
-                                    f"libraries onnxruntime-gpu needs")
+                                    f"{'/ TensorRT ' if provider == 'tensorrt' else ''}libraries "
+                                    "onnxruntime-gpu needs")
         inp = sess.get_inputs()[0]
         np_dtype = np.float16 if "float16" in inp.type else np.float32
         return Backend(kind, threads, device,
                        prepare=lambda a: {inp.name: np.ascontiguousarray(a, dtype=np_dtype)},
                        run=lambda feed: sess.run(None, feed)[0],
                        to_numpy=lambda y: np.asarray(y, dtype=np.float32), handle=sess)
+    if kind == "tensorrt":
+        if why := tensorrt_missing():
+            raise DeviceUnavailable(why)
+        import torch
+        from ultralytics.nn.autobackend import AutoBackend
+
+        engine = AutoBackend(str(artifact), device=torch.device("cuda:0"), verbose=False)
+        half = bool(getattr(engine, "fp16", False))
+
+        def run(x):
+            with torch.inference_mode():
+                return _first(engine(x))
+
+        return Backend(kind, threads, device,
+                       prepare=lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(
+                           "cuda", torch.half if half else torch.float32),
+                       run=run, to_numpy=lambda y: y.float().cpu().numpy(),
+                       sync=torch.cuda.synchronize, handle=engine)
     if kind == "openvino":
         import openvino as ov
 

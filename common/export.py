@@ -4,8 +4,8 @@
   ``openvino.convert_model`` + ``save_model(compress_to_fp16=False)`` (fp32 IR, dynamic batch),
   ``litert_torch.convert`` (TFLite, batch 1).
 - ``yolov8n``: ultralytics' exporter for every format (batch 1, ``imgsz`` of the baseline).
-- ``tensorrt``: always a skipped result with its reason (no CUDA here; engines are not yet
-  wired into :mod:`common.backends`).
+- ``tensorrt``: a skipped result with its reason here (no CUDA; with CUDA, these CPU-timed
+  tables leave it to :mod:`common.gpu`, which builds and measures the engines on the GPU).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def _missing_runtime(fmt: str) -> str | None:
     if fmt == "tensorrt":
         if not torch.cuda.is_available():
             return "skipped: no CUDA (TensorRT needs an NVIDIA GPU)"
-        return ("skipped: TensorRT engines are not wired into common.backends yet "
-                "(no GPU was available to test them)")
+        return ("skipped: TensorRT runs on the GPU only and this table is timed on the CPU; "
+                "`make gpu` (common.gpu) measures TensorRT engines into results/gpu/")
     needs = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "ai_edge_litert"}
     if fmt in needs and importlib.util.find_spec(needs[fmt]) is None:
         return f"skipped: {needs[fmt]} is not installed"

@@ -88,7 +88,7 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
 
         if not torch.cuda.is_available():
             notes.append("gpu: skipped (no CUDA)")
-        elif backend.name not in ("pytorch", "torchscript", "onnxruntime"):
+        elif backend.name not in ("pytorch", "torchscript", "onnxruntime", "tensorrt"):
             notes.append(f"gpu: skipped ({backend.name} runs on the CPU here)")
         else:
             try:
@@ -102,8 +102,7 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
                                            batch=input_shape[0], threads=threads,
                                            backend=f"{label or gb.name} (cuda)")
                 vram = memory.peak_memory(path, input_shape, threads=threads, device="cuda").vram_mb
-                if vram is None:
-                    notes.append(f"vram: not measured ({gb.name} allocates outside torch's CUDA allocator)")
+                notes.append("vram: device memory the runtime took beyond the CUDA context (cudaMemGetInfo)")
     return Measurement(path, size.size_mb(path), size.gzip_mb(path), cpu, ram_stats,
                        gpu_stats, vram, notes)
 

@@ -4,7 +4,12 @@ fresh Python process so that whatever the notebook did before cannot pollute the
 The child imports the runtime, loads the artifact through :func:`common.backends.load`, runs
 ``runs`` inferences on a zero input and reports ``VmHWM`` from ``/proc/self/status`` (the
 kernel's high-water mark of resident memory of this process: interpreter + runtime + model +
-activations) and, on CUDA, ``torch.cuda.max_memory_allocated``. ``getrusage``'s ``ru_maxrss``
+activations) and, on CUDA, the device memory the runtime took: free device memory
+(``cudaMemGetInfo``) after the CUDA context exists and before the model is loaded, minus free
+memory after the inferences. That sees every runtime's allocations (PyTorch's caching allocator,
+ONNX Runtime's arena, TensorRT's engine), where ``torch.cuda.max_memory_allocated`` sees only
+PyTorch's tensors; it counts whatever else starts on the GPU meanwhile, so the GPU should be
+otherwise idle (the GPU command runs one measurement at a time). ``getrusage``'s ``ru_maxrss``
 is not used: Linux carries it over from the parent across fork + exec, so a child of a large
 notebook process would report the notebook's peak.
 """
@@ -27,7 +32,7 @@ MB = float(1 << 20)
 class MemoryStats:
     peak_rss_mb: float       # whole process, high-water mark
     baseline_rss_mb: float   # after importing numpy only, before the runtime
-    vram_mb: float | None    # peak CUDA allocation (torch backends); None on CPU and for other runtimes
+    vram_mb: float | None    # device memory the runtime took on CUDA (any runtime); None on the CPU
     runs: int
 
     @property
@@ -37,10 +42,11 @@ class MemoryStats:
 
 
 def peak_memory(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int = DEFAULT_THREADS,
-                device: str = "cpu", runs: int = 10, timeout: float = 600) -> MemoryStats:
-    """Measure load + ``runs`` inferences of ``artifact`` in a child process."""
+                device: str = "cpu", runs: int = 10, timeout: float = 600, **load_options) -> MemoryStats:
+    """Measure load + ``runs`` inferences of ``artifact`` in a child process; ``load_options``
+    (e.g. ``precision``, ``provider``) go to :func:`common.backends.load`."""
     spec = {"artifact": str(Path(artifact).resolve()), "shape": list(input_shape),
-            "threads": threads, "device": device, "runs": runs}
+            "threads": threads, "device": device, "runs": runs, "options": load_options}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         "OMP_NUM_THREADS": str(threads)}
@@ -66,19 +72,23 @@ def _child(spec: dict) -> dict:
     import numpy as np
 
     baseline = _high_water_mb()
+    cuda = spec["device"] == "cuda"
+    if cuda:          # the CUDA context first: it is not the model's, and every runtime shares it
+        import torch
+
+        torch.cuda.init()
+        torch.zeros(1, device="cuda")
+        free_before = torch.cuda.mem_get_info()[0]
     from common import backends
 
-    backend = backends.load(spec["artifact"], threads=spec["threads"], device=spec["device"])
+    backend = backends.load(spec["artifact"], threads=spec["threads"], device=spec["device"],
+                            **spec.get("options", {}))
     x = backend.prepare(np.zeros(spec["shape"], dtype=np.float32))
     for _ in range(spec["runs"]):
         backend.run(x)
     if backend.sync:
         backend.sync()
-    vram = None
-    if spec["device"] == "cuda" and backend.name in ("pytorch", "torchscript"):
-        import torch   # torch's allocator sees only torch's own tensors: other runtimes get None
-
-        vram = torch.cuda.max_memory_allocated() / MB
+    vram = (free_before - torch.cuda.mem_get_info()[0]) / MB if cuda else None
     peak = _high_water_mb()
     return {"peak_rss_mb": peak, "baseline_rss_mb": baseline, "vram_mb": vram}
 

@@ -433,8 +433,9 @@ def plot_pareto(df, workload: str, dataset: str, x: str = "latency_cpu_ms", ax=N
     return ax
 
 
-def environment_stamp() -> str:
-    """CPU model and ISA flags, cores, threads used, library versions and the date, one block."""
+def environment_stamp(tool: str = "common.report") -> str:
+    """CPU model and ISA flags, cores, threads used, library versions and the date (written by
+    ``python -m <tool>``), one block."""
     import datetime
 
     cpu = env.cpu_info()
@@ -442,7 +443,29 @@ def environment_stamp() -> str:
     return (f"CPU: {cpu['cpu']} ({cpu['cores']} logical cores); ISA: {cpu['isa']}; "
             f"threads per run: {env.DEFAULT_THREADS} unless a row says otherwise; GPU: "
             f"{env.gpu_name() or 'none'}.\n\nVersions: {versions}.\n\n"
-            f"Generated {datetime.date.today().isoformat()} by `python -m common.report`.")
+            f"Generated {datetime.date.today().isoformat()} by `python -m {tool}`.")
+
+
+def gpu_section(gpu_dir: Path) -> list[str]:
+    """The GPU tables of ``make gpu`` (``results/gpu/``, :mod:`common.gpu`) as README lines, with
+    their own environment stamp; or a line saying there are none yet."""
+    import pandas as pd
+
+    from common import gpu
+
+    lines = ["## GPU", ""]
+    if not (gpu_dir / "gpu.csv").exists():
+        return lines + ["No GPU table yet: `make gpu` (`python -m common.gpu`) writes `results/gpu/` on a "
+                        "machine with an NVIDIA GPU. Every GPU column above is empty for the same reason: the "
+                        "notebooks ran on a CPU-only machine, and no CPU figure stands in for a GPU one.", ""]
+
+    def rows(name):
+        return pd.read_csv(gpu_dir / name, keep_default_na=False).to_dict("records")
+
+    return lines + [f"Made by `make gpu` on its own machine ([gpu/](gpu/README.md)), apart from the CPU rows "
+                    "above.", "", "### Training time per epoch", "", *gpu.markdown(rows("training.csv"), gpu.TRAIN_COLUMNS),
+                    "", "### Inference", "", *gpu.markdown(rows("gpu.csv"), gpu.COLUMNS), "",
+                    (gpu_dir / "environment.md").read_text().strip(), ""]
 
 
 def write_summary(out_dir: Path | None = None, df=None) -> Path:
@@ -480,6 +503,7 @@ def write_summary(out_dir: Path | None = None, df=None) -> Path:
             os.replace(tmp, out_dir / name)
             lines.append(f"![{workload} {x}]({name})")
         lines.append("")
+    lines += gpu_section(out_dir / "gpu")
     lines += ["## Environment", "", environment_stamp(), ""]
     path = out_dir / "README.md"
     tmp = out_dir / ".README.md.tmp"
