@@ -90,7 +90,8 @@ def _artifact(bl, runtime: str, precision: str, batch: int, out: Path, gpu: bool
         folder = out / "resnet18"
         found = sorted(folder.glob("*.torchscript" if fmt == "torchscript" else "*.onnx"))
         return found[0] if found else export.export(bl, fmt, folder).path
-    folder = out / f"yolov8n-b{batch}-{runtime.split()[0]}-{precision}"
+    # one ONNX file serves both ONNX Runtime providers; every engine precision is its own build
+    folder = out / f"yolov8n-b{batch}-{fmt or 'engine-' + precision}"
     if (folder / "done").exists():
         return Path((folder / "done").read_text())
     ckpt = folder / "yolov8n.pt"
@@ -248,7 +249,9 @@ def run(workload_names=("resnet18", "yolov8n"), batches=BATCHES, out: Path | Non
                 secs = epoch_seconds(w, device, work)
                 train_rows.append({"workload": w, "dataset": data.OFFLINE_DEFAULT[w], "device": device,
                                    "seconds_per_epoch": secs, "threads": workloads.TRAIN_THREADS,
-                                   "notes": "one epoch of the default recipe from a fresh model, seed 0"})
+                                   "notes": "one epoch of the default recipe from a fresh model, seed 0"
+                                            + ("; includes CUDA's start-up, which the whole-baseline row "
+                                               "averages over its epochs" if device == "cuda" else "")})
             env.set_device("cuda")                # the baseline every GPU row measures, trained on CUDA
             bl = baselines[w] = workloads.baseline(w)
             quality = workloads.evaluate(bl)

@@ -122,3 +122,34 @@ def test_a_row_is_measured_end_to_end_in_a_cpu_rehearsal(tmp_path, workload, run
         assert row["batch"] == 2 and row["latency_gpu_ms"] > 0 and row["throughput_ips"] > 0, row
         assert row["parity"] < 1e-4, row                  # fp32 runtimes agree with PyTorch on the same images
         assert row["vram_mb"] is None and "cudaMemGetInfo" in row["notes"]
+
+
+def test_each_detector_artifact_has_its_own_folder_and_the_onnx_one_is_shared(tmp_path, monkeypatch):
+    """A TensorRT engine is never mistaken for the ONNX file of the same batch (or another precision's engine)."""
+    from types import SimpleNamespace
+
+    from common import workloads
+
+    exported = []
+
+    class FakeYolo:
+        def __init__(self, ckpt):
+            self.folder = ckpt.parent
+
+        def export(self, **args):
+            exported.append(args)
+            path = self.folder / f"model.{args['format']}"
+            path.write_text("x")
+            return str(path)
+
+    monkeypatch.setattr(workloads, "yolo", FakeYolo)
+    ckpt = tmp_path / "ultralytics.pt"
+    ckpt.write_text("ckpt")
+    bl = SimpleNamespace(config=SimpleNamespace(workload="yolov8n", img_size=128), data="d.yaml",
+                         path=tmp_path / "model.pt", ultralytics_checkpoint=ckpt)
+    paths = {(r, p): gpu._artifact(bl, r, p, 32, tmp_path / "out") for r, p in gpu.RUNTIMES[2:] + gpu.ENGINES}
+    assert paths["onnxruntime", "fp32"] == paths["tensorrt (onnxruntime)", "fp16"]
+    assert len(set(paths.values())) == 1 + 1 + 3        # torchscript, the shared ONNX, three engines
+    assert len(exported) == 5 and {a["batch"] for a in exported} == {32}
+    assert [a.get("int8") for a in exported if a["format"] == "engine"] == [False, False, True]
+    assert all(a["device"] == ("cpu" if a["format"] == "onnx" else "0") for a in exported)
