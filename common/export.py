@@ -43,11 +43,11 @@ def _missing_runtime(fmt: str) -> str | None:
     """Why ``fmt`` cannot be exported or run here, or None when it can."""
     import importlib.util
 
-    import torch
-
     if fmt == "tensorrt":
-        if not torch.cuda.is_available():
-            return "skipped: no CUDA (TensorRT needs an NVIDIA GPU)"
+        from common import backends
+
+        if why := backends.tensorrt_missing():     # no CUDA, or no tensorrt package
+            return f"skipped: {why}"
         return ("skipped: TensorRT runs on the GPU only and this table is timed on the CPU; "
                 "`make gpu` (common.gpu) measures TensorRT engines into results/gpu/")
     needs = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "ai_edge_litert"}

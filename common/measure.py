@@ -88,7 +88,7 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
 
         if not torch.cuda.is_available():
             notes.append("gpu: skipped (no CUDA)")
-        elif backend.name not in ("pytorch", "torchscript", "onnxruntime", "tensorrt"):
+        elif backend.name not in ("pytorch", "torchscript", "onnxruntime"):
             notes.append(f"gpu: skipped ({backend.name} runs on the CPU here)")
         else:
             try:

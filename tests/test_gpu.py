@@ -153,3 +153,13 @@ def test_each_detector_artifact_has_its_own_folder_and_the_onnx_one_is_shared(tm
     assert len(exported) == 5 and {a["batch"] for a in exported} == {32}
     assert [a.get("int8") for a in exported if a["format"] == "engine"] == [False, False, True]
     assert all(a["device"] == ("cpu" if a["format"] == "onnx" else "0") for a in exported)
+
+
+def test_hw5s_tensorrt_row_says_what_is_missing(monkeypatch):
+    from common import export
+
+    if not torch.cuda.is_available():
+        assert export._missing_runtime("tensorrt") == "skipped: no CUDA (TensorRT needs an NVIDIA GPU)"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert export._missing_runtime("tensorrt") == "skipped: the tensorrt package is not installed (pip install tensorrt)"
