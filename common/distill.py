@@ -105,21 +105,21 @@ def build_student_resnet(num_classes: int = 10, width: int = 32) -> "torch.nn.Mo
 def train_student_resnet(data, *, width: int, epochs: int, lr: float, batch: int = 64, seed: int = 0,
                          loss_fn=None) -> dict:
     """Train a fresh :func:`build_student_resnet` from seed ``seed`` with
-    :func:`common.workloads.fit_classifier` (``loss_fn``: e.g. :meth:`CachedTeacher.loss_fn`;
+    :func:`common.train.fit_classifier` (``loss_fn``: e.g. :meth:`CachedTeacher.loss_fn`;
     None: cross-entropy), so every student of a comparison starts and trains alike. Returns the
     model, its per-epoch history, its final validation accuracy and its test-split metrics."""
-    from common import env, workloads
+    from common import env, train, workloads
 
     env.seed_everything(seed)
     model = build_student_resnet(len(data.classes), width)
-    hist = workloads.fit_classifier(model, data, epochs=epochs, lr=lr, batch=batch, seed=seed,
-                                    loss_fn=loss_fn, progress=False)
+    hist = train.fit_classifier(model, data, epochs=epochs, lr=lr, batch=batch, seed=seed,
+                                loss_fn=loss_fn, progress=False)
     return {"model": model, "history": hist, "val": hist[-1]["val_accuracy"],
             "test": workloads.evaluate_classifier(model, data)}
 
 
 class CachedTeacher:
-    """The teacher's logits for :func:`common.workloads.fit_classifier`'s ``loss_fn`` hook,
+    """The teacher's logits for :func:`common.train.fit_classifier`'s ``loss_fn`` hook,
     computed once per training step and reused by every later run that replays the same
     batches (same data, seed, epochs and batch size, so the same random shifts): a sweep over
     temperature and alpha pays for the teacher's forward passes once. Each step's batch is

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import backends, data, env, export, memory, timing, workloads
+from common import backends, data, env, export, memory, timing, train, workloads
 
 BATCHES = (1, 32)
 #: (runtime, precision) measured for every workload; the detector adds :data:`ENGINES`
@@ -166,12 +166,12 @@ def epoch_seconds(workload: str, device: str, out: Path) -> float:
             ds = data.load_classification(data.OFFLINE_DEFAULT[workload], cfg["img_size"], 0)
             model = workloads.build_resnet18(len(ds.classes))
             t0 = time.perf_counter()
-            workloads.fit_classifier(model, ds, epochs=1, lr=cfg["lr"], batch=cfg["batch"], progress=False)
+            train.fit_classifier(model, ds, epochs=1, lr=cfg["lr"], batch=cfg["batch"], progress=False)
         else:
             y = workloads.yolo("yolov8n.yaml")
             env.set_threads(workloads.TRAIN_THREADS)
             t0 = time.perf_counter()
-            workloads.fit_detector(y, data.detection_yaml(data.OFFLINE_DEFAULT[workload]), epochs=1,
+            train.fit_detector(y, data.detection_yaml(data.OFFLINE_DEFAULT[workload]), epochs=1,
                                    img_size=cfg["img_size"], batch=cfg["batch"], lr=cfg["lr"],
                                    project=out / f"epoch-{device}", desc=f"{workload}: one epoch on {device}")
         if device == "cuda":

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.prune as prune
 
-from common import pruning, size, workloads
+from common import pruning, size, train, workloads
 
 
 def small_cnn():
@@ -110,7 +110,7 @@ def test_recalibrate_bn_restores_statistics():
     model = small_cnn()
     x = torch.randn(64, 3, 8, 8) * 3 + 1
     ref = copy.deepcopy(model)
-    workloads.recalibrate_bn(model, x, batch=16)
+    train.recalibrate_bn(model, x, batch=16)
     bn = model[1]
     feats = ref[0](x)
     assert torch.allclose(bn.running_mean, feats.mean((0, 2, 3)), atol=1e-4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import data, workloads
+from common import data, train, workloads
 from common.workloads import TrainConfig
 
 
@@ -45,22 +45,6 @@ def test_bad_baseline_requests_fail_before_any_work(monkeypatch):
         workloads.baseline("yolov8n", weights="yolov8n.pt")
 
 
-def test_fine_tuning_learns_and_exported_model_scores_the_same(tmp_path):
-    torch.manual_seed(0)
-    d = data.load_classification("digits", img_size=8)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 10))
-    before = workloads.evaluate_classifier(model, d)["accuracy"]
-    hist = workloads.fit_classifier(model, d, epochs=3, lr=0.05, batch=32, progress=False)
-    after = workloads.evaluate_classifier(model, d)
-    assert [h["epoch"] for h in hist] == [1, 2, 3]
-    assert after["accuracy"] > max(0.7, before + 0.3)
-    torch.onnx.export(model, (d.x_test[:1],), str(tmp_path / "m.onnx"), input_names=["x"],
-                      dynamic_axes={"x": {0: "b"}}, dynamo=False)
-    assert workloads.evaluate_classifier(tmp_path / "m.onnx", d) == pytest.approx(after, abs=1e-9)
-    with pytest.raises(ValueError, match="epochs >= 1"):
-        workloads.fit_classifier(model, d, epochs=0, lr=0.1)
-
-
 def test_detector_scores_the_same_as_a_module_and_as_exported_models(tmp_path):
     """evaluate() takes the torch module or any exported artifact; fp32 exports agree."""
     import shutil
@@ -94,21 +78,6 @@ def test_detector_scores_the_same_as_a_module_and_as_exported_models(tmp_path):
             assert got[k] == pytest.approx(ref[k], abs=tolerance), (fmt, k)
 
 
-def test_detector_fine_tune_trains_the_model_but_never_the_dfl_projection():
-    """finetune_detector freezes '.dfl' like ultralytics' trainer: its 0..15 weights are fixed."""
-    import copy
-
-    import torch
-
-    bl = workloads.baseline("yolov8n")
-    m = copy.deepcopy(bl.model)
-    workloads.finetune_detector(m, bl, epochs=0.05, progress=False)  # two optimizer steps
-    dfl = {n: p for n, p in m.named_parameters() if ".dfl" in n}
-    assert dfl and all(torch.equal(p, dict(bl.model.named_parameters())[n]) for n, p in dfl.items())
-    assert all(not p.requires_grad for p in dfl.values())
-    assert not torch.equal(m.model[0].conv.weight, bl.model.model[0].conv.weight)
-
-
 def test_a_fresh_clone_reuses_a_baseline_trained_on_this_machine_with_the_same_code(tmp_path, monkeypatch):
     import torch
 
@@ -122,7 +91,7 @@ def test_a_fresh_clone_reuses_a_baseline_trained_on_this_machine_with_the_same_c
             model.fc.bias.fill_(0.5)
         return [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.5}]
 
-    monkeypatch.setattr(workloads, "fit_classifier", fake_fit)
+    monkeypatch.setattr(train, "fit_classifier", fake_fit)
     monkeypatch.setenv("NNC_SHARED_CACHE", str(tmp_path / "shared"))
     monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone1"))
     first = workloads.baseline("resnet18", epochs=1, lr=0.01)
@@ -152,7 +121,7 @@ def test_a_baseline_trains_with_the_same_threads_whoever_trains_it(tmp_path, mon
     from common import env, workloads
 
     seen = []
-    monkeypatch.setattr(workloads, "fit_classifier", lambda model, data, **kw: seen.append(torch.get_num_threads()) or [])
+    monkeypatch.setattr(train, "fit_classifier", lambda model, data, **kw: seen.append(torch.get_num_threads()) or [])
     monkeypatch.setenv("NNC_SHARED_CACHE", "")
     monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path))
     before = torch.get_num_threads()

@@ -1,0 +1,134 @@
+"""Which runtime is fastest where: throughput rankings per (device, batch), and where they change.
+
+hw5 measures every format at batch 1 and at a larger batch on the CPU (and on CUDA when the
+notebook runs on a GPU); ``make gpu`` (:mod:`common.gpu`) measures the CUDA runtimes on its own
+machine. :func:`table` puts them side by side (:class:`Table`), :meth:`Table.ranks` orders each
+column, and :meth:`Table.changes` says in words where batching or the device changes the fastest runtime, and
+whether that change is larger than the timing spread of the two runtimes (p90 over median):
+a "change" inside the spread is reported as a tie, not a new winner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: ``make gpu``'s fp32 runtimes under hw5's format names, so one runtime is one row of the table
+GPU_AS_FORMAT = {"pytorch": "pytorch", "torchscript": "torchscript", "onnxruntime": "onnx"}
+
+
+def row(runtime: str, device: str, stats) -> dict:
+    """A ranking row from a :class:`common.timing.LatencyStats` (its batch, median and p90)."""
+    return {"runtime": runtime, "device": device, "batch": stats.batch,
+            "median_ms": stats.median_ms, "p90_ms": stats.p90_ms}
+
+
+@dataclass
+class Table:
+    """Throughput in images/s (batch x 1000 / median ms) and the relative timing spread
+    (p90 / median - 1): one row per runtime (first-seen order), one column per (device, batch);
+    NaN where a runtime was not measured."""
+
+    throughput: Any    # pandas.DataFrame
+    spread: Any        # pandas.DataFrame, same shape
+
+    def ranks(self) -> "pd.DataFrame":
+        """Rank of every runtime in each column (1 = most images/s; ties share a rank)."""
+        return self.throughput.rank(ascending=False, method="min").astype("Int64")
+
+    def view(self) -> "pd.DataFrame":
+        """The table to show: "images/s (#rank)" per cell, empty where nothing was measured."""
+        tp, rk = self.throughput, self.ranks()
+        out = tp.astype(object).copy()
+        for col in tp.columns:
+            out[col] = ["" if t != t else f"{t:.0f} (#{r})" for t, r in zip(tp[col], rk[col])]
+        return out
+
+    def _fastest(self, column, among) -> tuple[str, str, bool]:
+        """The fastest and the runner-up of ``column`` among ``among``, and whether the lead is
+        within the larger of their two timing spreads."""
+        col = self.throughput.loc[among, column].sort_values(ascending=False)
+        first, second = col.index[0], col.index[1]
+        return first, second, bool(col.iloc[0] / col.iloc[1] - 1 <= self.spread.loc[[first, second], column].max())
+
+    def _pairs(self) -> list[tuple]:
+        """(left, right) columns to compare: each device's smallest vs largest batch, then each
+        batch measured on two devices."""
+        columns = list(self.throughput.columns)
+        devices = list(dict.fromkeys(d for d, _ in columns))
+        batches = {d: sorted(b for e, b in columns if e == d) for d in devices}
+        pairs = [((d, b[0]), (d, b[-1])) for d, b in batches.items() if len(b) > 1]
+        for i, a in enumerate(devices):
+            for b in devices[i + 1:]:
+                pairs += [((a, n), (b, n)) for n in sorted(set(batches[a]) & set(batches[b]))]
+        return pairs
+
+    def changes(self) -> list[str]:
+        """Sentences on where the fastest runtime changes, one per :meth:`_pairs` pair, over the
+        runtimes measured in both columns; a lead no larger than the timing spread is a tie."""
+        tab, out = self.throughput, []
+
+        def name(col):
+            return f"{col[0]} batch {col[1]}"
+
+        def lead(f, s, tie, col):
+            return (f"{f} and {s} tie (within the timing spread)" if tie
+                    else f"{f} leads ({tab.loc[f, col]:.0f} vs {tab.loc[s, col]:.0f} images/s)")
+
+        for left, right in self._pairs():
+            among = list(tab.index[tab[left].notna() & tab[right].notna()])
+            if len(among) < 2:
+                continue
+            (f1, s1, tie1), (f2, s2, tie2) = self._fastest(left, among), self._fastest(right, among)
+            both = f"{lead(f1, s1, tie1, left)} at {name(left)}, {lead(f2, s2, tie2, right)} at {name(right)}"
+            verdict = ("same fastest runtime: " if f1 == f2
+                       else "the order moves, but within the timing spread: " if tie1 or tie2
+                       else "the ranking changes: ") + both
+            order = {c: " > ".join(tab.loc[among, c].sort_values(ascending=False).index) for c in (left, right)}
+            out.append(f"{name(left)} vs {name(right)}: {verdict}. Order: {order[left]} | {order[right]}.")
+        return out
+
+
+def table(rows: list[dict]) -> Table:
+    """A :class:`Table` from rows with runtime, device, batch, median_ms and p90_ms (:func:`row`)."""
+    import pandas as pd
+
+    if not rows:
+        raise ValueError("no measurements to rank")
+    missing = {"runtime", "device", "batch", "median_ms", "p90_ms"} - set(rows[0])
+    if missing:
+        raise ValueError(f"ranking rows need {sorted(missing)} too")
+    df = pd.DataFrame(rows)
+    if (df["median_ms"] <= 0).any() or (df["p90_ms"] < df["median_ms"]).any():
+        raise ValueError("every row needs 0 < median_ms <= p90_ms")
+    df["throughput"] = df["batch"] * 1000.0 / df["median_ms"]
+    df["spread"] = df["p90_ms"] / df["median_ms"] - 1
+    order = list(dict.fromkeys(df["runtime"]))
+    columns = pd.MultiIndex.from_tuples(list(dict.fromkeys(zip(df["device"], df["batch"]))), names=["device", "batch"])
+
+    def pivot(values):
+        return df.pivot_table(index="runtime", columns=["device", "batch"], values=values).reindex(
+            index=order, columns=columns)
+
+    return Table(pivot("throughput"), pivot("spread"))
+
+
+def gpu_rows(workload: str, path: str | Path | None = None) -> list[dict]:
+    """The measured rows of ``make gpu``'s table (``results/gpu/gpu.csv``) for ``workload`` as
+    ranking rows, device "cuda (make gpu)" (another machine than the notebook's); fp32 PyTorch,
+    TorchScript and ONNX Runtime under hw5's format names, the rest as "runtime precision".
+    Empty when there is no such table; skipped rows (no latency) are left out."""
+    import pandas as pd
+
+    from common import env
+
+    path = Path(path) if path is not None else env.results_dir() / "gpu" / "gpu.csv"
+    if not path.exists():
+        return []
+    df = pd.read_csv(path)
+    df = df[(df["workload"] == workload) & df["latency_gpu_ms"].notna()]
+    return [{"runtime": GPU_AS_FORMAT.get(r.runtime) if r.precision == "fp32" and r.runtime in GPU_AS_FORMAT
+             else f"{r.runtime} {r.precision}", "device": "cuda (make gpu)", "batch": int(r.batch),
+             "median_ms": float(r.latency_gpu_ms), "p90_ms": float(r.latency_gpu_p90_ms)}
+            for r in df.itertuples()]

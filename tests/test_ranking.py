@@ -1,0 +1,88 @@
+"""common.ranking: throughput tables, ranks, and the sentences that say where the fastest runtime
+changes (with a lead inside the timing spread called a tie), and make gpu's table read back."""
+
+import math
+
+import pytest
+
+from common import gpu, ranking, timing
+
+
+def r(runtime, device, batch, median, p90=None):
+    return {"runtime": runtime, "device": device, "batch": batch, "median_ms": median,
+            "p90_ms": median * 1.02 if p90 is None else p90}
+
+
+ROWS = [r("pytorch", "cpu", 1, 10.0), r("onnx", "cpu", 1, 5.0), r("tflite", "cpu", 1, 4.0),
+        r("pytorch", "cpu", 32, 100.0), r("onnx", "cpu", 32, 50.0), r("tflite", "cpu", 32, 80.0),
+        r("pytorch", "cuda", 1, 2.0), r("onnx", "cuda", 1, 4.0),
+        r("pytorch", "cuda", 32, 3.0), r("onnx", "cuda", 32, 6.0)]
+
+
+def test_table_holds_throughput_per_device_and_batch_and_ranks_it():
+    tab = ranking.table(ROWS).throughput
+    assert list(tab.index) == ["pytorch", "onnx", "tflite"]
+    assert list(tab.columns) == [("cpu", 1), ("cpu", 32), ("cuda", 1), ("cuda", 32)]
+    assert tab.loc["tflite", ("cpu", 1)] == pytest.approx(250.0)
+    assert tab.loc["onnx", ("cpu", 32)] == pytest.approx(640.0)
+    assert math.isnan(tab.loc["tflite", ("cuda", 1)])              # not measured there: no figure
+    assert ranking.table(ROWS).spread.loc["onnx", ("cpu", 1)] == pytest.approx(0.02)
+    rk = ranking.table(ROWS).ranks()
+    assert rk[("cpu", 1)].tolist() == [3, 2, 1] and rk[("cpu", 32)].tolist() == [3, 1, 2]
+    assert rk[("cuda", 1)].tolist()[:2] == [1, 2]
+    view = ranking.table(ROWS).view()
+    assert view.loc["tflite", ("cpu", 1)] == "250 (#1)" and view.loc["tflite", ("cuda", 1)] == ""
+
+
+def test_changes_name_a_new_winner_only_outside_the_spread():
+    lines = ranking.table(ROWS).changes()
+    by_pair = {line.split(":")[0]: line for line in lines}
+    assert set(by_pair) == {"cpu batch 1 vs cpu batch 32", "cuda batch 1 vs cuda batch 32",
+                            "cpu batch 1 vs cuda batch 1", "cpu batch 32 vs cuda batch 32"}
+    assert "the ranking changes: tflite leads (250 vs 200 images/s) at cpu batch 1, onnx leads (640 vs 400" \
+           in by_pair["cpu batch 1 vs cpu batch 32"]
+    assert "Order: tflite > onnx > pytorch | onnx > tflite > pytorch." in by_pair["cpu batch 1 vs cpu batch 32"]
+    assert "same fastest runtime: pytorch leads" in by_pair["cuda batch 1 vs cuda batch 32"]
+    # between devices only the runtimes measured on both count (tflite has no CUDA figure)
+    assert "the ranking changes: onnx leads (200 vs 100 images/s) at cpu batch 1, pytorch leads (500 vs 250" \
+           in by_pair["cpu batch 1 vs cuda batch 1"]
+    # a 5 % lead with 10 % timing spread is a tie, not a winner
+    noisy = [r("onnx", "cpu", 1, 5.0, 5.5), r("openvino", "cpu", 1, 5.25, 5.5),
+             r("onnx", "cpu", 8, 40.0, 44.0), r("openvino", "cpu", 8, 38.0, 41.8)]
+    (line,) = ranking.table(noisy).changes()
+    assert "the order moves, but within the timing spread: onnx and openvino tie" in line
+    assert "openvino and onnx tie" in line
+
+
+def test_bad_rows_are_refused():
+    with pytest.raises(ValueError, match="no measurements"):
+        ranking.table([])
+    with pytest.raises(ValueError, match="p90_ms"):
+        ranking.table([{"runtime": "onnx", "device": "cpu", "batch": 1, "median_ms": 1.0}])
+    with pytest.raises(ValueError, match="0 < median_ms <= p90_ms"):
+        ranking.table([r("onnx", "cpu", 1, 2.0, 1.0)])
+
+
+def test_a_row_from_the_timing_harness():
+    stats = timing.summarize([2.0, 2.0, 2.0, 4.0], batch=8)
+    row = ranking.row("onnx", "cpu", stats)
+    assert row["batch"] == 8 and row["median_ms"] == stats.median_ms and row["p90_ms"] == stats.p90_ms
+
+
+def test_gpu_rows_read_make_gpus_table_and_leave_skipped_rows_out(tmp_path):
+    assert ranking.gpu_rows("resnet18", tmp_path / "gpu.csv") == []          # no table yet
+    rows = [{"workload": "resnet18", "dataset": "digits", "runtime": "pytorch", "precision": "fp32", "batch": 1,
+             "latency_gpu_ms": 2.0, "latency_gpu_p90_ms": 2.2, "notes": ""},
+            {"workload": "resnet18", "dataset": "digits", "runtime": "pytorch", "precision": "fp16", "batch": 32,
+             "latency_gpu_ms": 3.0, "latency_gpu_p90_ms": 3.1, "notes": ""},
+            {"workload": "resnet18", "dataset": "digits", "runtime": "onnxruntime", "precision": "fp32", "batch": 1,
+             "notes": "skipped: onnxruntime has no CUDA provider"},
+            {"workload": "yolov8n", "dataset": "shapes", "runtime": "tensorrt (engine)", "precision": "int8",
+             "batch": 1, "latency_gpu_ms": 1.0, "latency_gpu_p90_ms": 1.1, "notes": ""}]
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=list(gpu.COLUMNS)).to_csv(tmp_path / "gpu.csv", index=False)
+    got = ranking.gpu_rows("resnet18", tmp_path / "gpu.csv")
+    assert [(g["runtime"], g["batch"]) for g in got] == [("pytorch", 1), ("pytorch fp16", 32)]
+    assert got[0]["device"] == "cuda (make gpu)" and got[0]["p90_ms"] == 2.2
+    assert [g["runtime"] for g in ranking.gpu_rows("yolov8n", tmp_path / "gpu.csv")] == ["tensorrt (engine) int8"]
