@@ -3,9 +3,9 @@
 hw5 measures every format at batch 1 and at a larger batch on the CPU (and on CUDA when the
 notebook runs on a GPU); ``make gpu`` (:mod:`common.gpu`) measures the CUDA runtimes on its own
 machine. :func:`table` puts them side by side (:class:`Table`), :meth:`Table.ranks` orders each
-column, and :meth:`Table.changes` says in words where batching or the device changes the fastest runtime, and
-whether that change is larger than the timing spread of the two runtimes (p90 over median):
-a "change" inside the spread is reported as a tie, not a new winner.
+column, and :meth:`Table.changes` says in words where batching or the device changes the
+fastest runtime, and whether the lead is larger than the timing spread of the two runtimes
+(p90 over median): a lead inside the spread is reported as a tie, not a new winner.
 """
 
 from __future__ import annotations
@@ -72,21 +72,21 @@ class Table:
         def name(col):
             return f"{col[0]} batch {col[1]}"
 
-        def lead(f, s, tie, col):
-            return (f"{f} and {s} tie (within the timing spread)" if tie
-                    else f"{f} leads ({tab.loc[f, col]:.0f} vs {tab.loc[s, col]:.0f} images/s)")
+        def describe(col, f, s, tie):
+            return (f"{f} {'ties with' if tie else 'leads'} {s} at {name(col)} "
+                    f"({tab.loc[f, col]:.0f} vs {tab.loc[s, col]:.0f} images/s)")
 
         for left, right in self._pairs():
             among = list(tab.index[tab[left].notna() & tab[right].notna()])
             if len(among) < 2:
                 continue
             (f1, s1, tie1), (f2, s2, tie2) = self._fastest(left, among), self._fastest(right, among)
-            both = f"{lead(f1, s1, tie1, left)} at {name(left)}, {lead(f2, s2, tie2, right)} at {name(right)}"
-            verdict = ("same fastest runtime: " if f1 == f2
-                       else "the order moves, but within the timing spread: " if tie1 or tie2
-                       else "the ranking changes: ") + both
+            verdict = ("the same leader" if f1 == f2
+                       else "no clear change (a lead within the timing spread)" if tie1 or tie2
+                       else "the leader changes")
             order = {c: " > ".join(tab.loc[among, c].sort_values(ascending=False).index) for c in (left, right)}
-            out.append(f"{name(left)} vs {name(right)}: {verdict}. Order: {order[left]} | {order[right]}.")
+            out.append(f"{name(left)} vs {name(right)}: {verdict}: {describe(left, f1, s1, tie1)}; "
+                       f"{describe(right, f2, s2, tie2)}. Order: {order[left]} | {order[right]}.")
         return out
 
 

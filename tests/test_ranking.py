@@ -39,19 +39,19 @@ def test_changes_name_a_new_winner_only_outside_the_spread():
     by_pair = {line.split(":")[0]: line for line in lines}
     assert set(by_pair) == {"cpu batch 1 vs cpu batch 32", "cuda batch 1 vs cuda batch 32",
                             "cpu batch 1 vs cuda batch 1", "cpu batch 32 vs cuda batch 32"}
-    assert "the ranking changes: tflite leads (250 vs 200 images/s) at cpu batch 1, onnx leads (640 vs 400" \
-           in by_pair["cpu batch 1 vs cpu batch 32"]
+    assert ("the leader changes: tflite leads onnx at cpu batch 1 (250 vs 200 images/s); onnx leads tflite at "
+            "cpu batch 32 (640 vs 400 images/s)") in by_pair["cpu batch 1 vs cpu batch 32"]
     assert "Order: tflite > onnx > pytorch | onnx > tflite > pytorch." in by_pair["cpu batch 1 vs cpu batch 32"]
-    assert "same fastest runtime: pytorch leads" in by_pair["cuda batch 1 vs cuda batch 32"]
+    assert "the same leader: pytorch leads onnx at cuda batch 1" in by_pair["cuda batch 1 vs cuda batch 32"]
     # between devices only the runtimes measured on both count (tflite has no CUDA figure)
-    assert "the ranking changes: onnx leads (200 vs 100 images/s) at cpu batch 1, pytorch leads (500 vs 250" \
-           in by_pair["cpu batch 1 vs cuda batch 1"]
+    assert ("the leader changes: onnx leads pytorch at cpu batch 1 (200 vs 100 images/s); pytorch leads onnx at "
+            "cuda batch 1 (500 vs 250 images/s)") in by_pair["cpu batch 1 vs cuda batch 1"]
     # a 5 % lead with 10 % timing spread is a tie, not a winner
     noisy = [r("onnx", "cpu", 1, 5.0, 5.5), r("openvino", "cpu", 1, 5.25, 5.5),
              r("onnx", "cpu", 8, 40.0, 44.0), r("openvino", "cpu", 8, 38.0, 41.8)]
     (line,) = ranking.table(noisy).changes()
-    assert "the order moves, but within the timing spread: onnx and openvino tie" in line
-    assert "openvino and onnx tie" in line
+    assert "no clear change (a lead within the timing spread): onnx ties with openvino at cpu batch 1" in line
+    assert "openvino ties with onnx at cpu batch 8" in line
 
 
 def test_bad_rows_are_refused():
