@@ -81,8 +81,9 @@ class Table:
             if len(among) < 2:
                 continue
             (f1, s1, tie1), (f2, s2, tie2) = self._fastest(left, among), self._fastest(right, among)
-            verdict = ("the same leader" if f1 == f2
-                       else "no clear change (a lead within the timing spread)" if tie1 or tie2
+            close = tie1 or tie2           # a lead within the timing spread in either column
+            verdict = ("the same leader" + (", by less than the timing spread" if close else "") if f1 == f2
+                       else "no clear change (a lead within the timing spread)" if close
                        else "the leader changes")
             order = {c: " > ".join(tab.loc[among, c].sort_values(ascending=False).index) for c in (left, right)}
             out.append(f"{name(left)} vs {name(right)}: {verdict}: {describe(left, f1, s1, tie1)}; "

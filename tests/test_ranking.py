@@ -52,6 +52,8 @@ def test_changes_name_a_new_winner_only_outside_the_spread():
     (line,) = ranking.table(noisy).changes()
     assert "no clear change (a lead within the timing spread): onnx ties with openvino at cpu batch 1" in line
     assert "openvino ties with onnx at cpu batch 8" in line
+    (line,) = ranking.table(noisy[:2] + [r("onnx", "cpu", 8, 36.0, 39.6), noisy[3]]).changes()
+    assert "the same leader, by less than the timing spread: onnx ties with openvino at cpu batch 1" in line
 
 
 def test_bad_rows_are_refused():
