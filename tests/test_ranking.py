@@ -52,6 +52,11 @@ def test_changes_name_a_new_winner_only_outside_the_spread():
     (line,) = ranking.table(noisy).changes()
     assert "no clear change (a lead within the timing spread): onnx ties with openvino at cpu batch 1" in line
     assert "openvino ties with onnx at cpu batch 8" in line
+    # a tight run (1 % spread) still needs a lead above MIN_LEAD: 5 % is drift between runs, not a winner
+    tight = [r("onnx", "cpu", 1, 5.0, 5.05), r("tflite", "cpu", 1, 5.25, 5.3),
+             r("onnx", "cpu", 8, 42.0, 42.4), r("tflite", "cpu", 8, 40.0, 40.4)]
+    (line,) = ranking.table(tight).changes()
+    assert ranking.MIN_LEAD == 0.10 and "no clear change" in line and "onnx ties with tflite" in line
     (line,) = ranking.table(noisy[:2] + [r("onnx", "cpu", 8, 36.0, 39.6), noisy[3]]).changes()
     assert "the same leader, by less than the timing spread: onnx ties with openvino at cpu batch 1" in line
 
