@@ -30,12 +30,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-#: notebooks collected in this session (filled at collection, read by tests/test_reproduce.py)
-COLLECTED_NOTEBOOKS: set[Path] = set()
 LAST = "tests/test_reproduce.py"
 
 
 def pytest_collection_modifyitems(session, config, items):
-    COLLECTED_NOTEBOOKS.update(Path(str(i.fspath)).resolve() for i in items if str(i.fspath).endswith(".ipynb"))
     last = [i for i in items if i.nodeid.startswith(LAST)]
     items[:] = [i for i in items if not i.nodeid.startswith(LAST)] + last

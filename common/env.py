@@ -148,6 +148,20 @@ def set_device(prefer: str = "auto") -> str:
     return _compute_device
 
 
+def gpu_measurements() -> tuple[bool, str]:
+    """Whether GPU latency, VRAM and fp16-on-CUDA rows may be measured in this process, and why
+    not: a session that pins ``$NNC_DEVICE`` to ``cpu`` (the test session: its rows are held
+    against CPU-made committed rows, whose GPU columns are empty) measures nothing on a GPU
+    even where one is present; elsewhere it needs a CUDA device torch can see."""
+    if os.environ.get(DEVICE_ENV, "").strip() == "cpu":
+        return False, f"{DEVICE_ENV}=cpu pins this session to the CPU"
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, "no CUDA"
+    return True, ""
+
+
 def compute_device() -> str:
     """The device training and evaluation run on ('cpu' until :func:`set_device` says otherwise)."""
     return _compute_device

@@ -84,10 +84,9 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
         ram_stats = memory.peak_memory(path, input_shape, threads=threads) if ram else None
     gpu_stats, vram = None, None
     if gpu:
-        import torch
-
-        if not torch.cuda.is_available():
-            notes.append("gpu: skipped (no CUDA)")
+        usable, why = env.gpu_measurements()
+        if not usable:
+            notes.append(f"gpu: skipped ({why})")
         elif backend.name not in ("pytorch", "torchscript", "onnxruntime"):
             notes.append(f"gpu: skipped ({backend.name} runs on the CPU here)")
         else:

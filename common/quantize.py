@@ -396,9 +396,9 @@ def cuda_fp16(bl, *, warmup: int = 10, repeats: int = 100, threads: int = 2):
 
     import torch
 
-    from common import timing, workloads
+    from common import env, timing, workloads
 
-    if not torch.cuda.is_available():
+    if not env.gpu_measurements()[0]:   # no CUDA, or a session pinned to the CPU
         return None
     model = copy.deepcopy(bl.model).half().cuda().eval()
     x = torch.zeros(bl.input_shape, device="cuda", dtype=torch.half)

@@ -25,6 +25,20 @@ import yaml
 from common.env import REPO_ROOT, artifacts_dir
 
 
+def nbval_counts(root: Path = REPO_ROOT) -> str:
+    """How many code cells ``make test`` compares exactly (tagged ``nbval-check-output``), in
+    total and per notebook, as the sentence README carries (a test holds README to it)."""
+    import json
+
+    per, tagged, code = [], 0, 0
+    for path in notebooks(root):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        n = sum("nbval-check-output" in c.get("metadata", {}).get("tags", []) for c in cells)
+        per.append(f"{path.stem.split('_')[0]} {n}")
+        tagged, code = tagged + n, code + len(cells)
+    return f"{tagged} of the {code} code cells ({', '.join(per)})"
+
+
 def notebooks(root: Path = REPO_ROOT) -> list[Path]:
     """The homework notebooks ``hwN_*/hwN_*.ipynb`` in homework order, then the capstone
     (``results/capstone.ipynb``, which combines techniques of several homeworks)."""
@@ -128,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown(report.load()))
     summary = report.write_summary()
     print(f"\ncomparison tables and Pareto plots written to {summary}")
+    from common import compare   # the machine these rows were made on decides make test's tolerances
+
+    print(f"machine stamp written to {compare.write_machine(report.registry_path())}")
     return 0
 
 

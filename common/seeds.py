@@ -6,7 +6,8 @@ seed (or on another CPU, whose rounding acts like another seed) moves its test a
 few images. Every comparison a notebook concludes from is measured over ``SEEDS`` and goes
 through :func:`verdict`, which calls a difference real only when the seed ranges do not overlap
 (every seed of one method beats every seed of the other; with three seeds each, chance alone
-does that 1 time in 10).
+does that 1 time in 10). Where both methods ran on the same seeds, :func:`paired_verdict` compares
+seed by seed instead, naming a winner only when it wins on every seed (every difference has one sign).
 """
 
 from __future__ import annotations
@@ -68,24 +69,41 @@ def summarize(values: Iterable[float]) -> Summary:
 @dataclass(frozen=True)
 class Verdict:
     """``a`` vs ``b``: the difference of means, the spread it has to exceed, and the winner
-    (None when the seed ranges overlap)."""
+    (None when the seed ranges overlap). ``paired``: ``a`` and ``b`` hold the same seeds in the
+    same order, and the per-seed differences decide (see :func:`paired_verdict`)."""
 
     name_a: str
     name_b: str
     a: Summary
     b: Summary
+    paired: bool = False
 
     @property
     def diff(self) -> float:
         return self.a.mean - self.b.mean
 
     @property
+    def differences(self) -> tuple[float, ...]:
+        """Per-seed ``a - b`` (meaningful for a paired verdict only)."""
+        return tuple(x - y for x, y in zip(self.a.values, self.b.values))
+
+    @property
     def spread(self) -> float:
-        """The larger of the two seed ranges (max - min)."""
+        """The larger of the two seed ranges (max - min); paired: the range of the differences."""
+        if self.paired:
+            d = self.differences
+            return max(d) - min(d)
         return max(self.a.hi - self.a.lo, self.b.hi - self.b.lo)
 
     @property
     def winner(self) -> str | None:
+        if self.paired:
+            d = self.differences
+            if all(v > 0 for v in d):
+                return self.name_a
+            if all(v < 0 for v in d):
+                return self.name_b
+            return None
         if self.a.lo > self.b.hi:
             return self.name_a
         if self.b.lo > self.a.hi:
@@ -94,6 +112,10 @@ class Verdict:
 
     def __str__(self) -> str:
         head = f"{self.name_a} {self.a.mean:.4f} vs {self.name_b} {self.b.mean:.4f}: {self.diff:+.4f}"
+        if self.paired:
+            if self.winner:
+                return f"{head}, {self.winner} better on every paired seed (range of the differences {self.spread:.4f})"
+            return f"{head}, within the paired differences' range ({self.spread:.4f}): no winner"
         if self.winner:
             return f"{head}, {self.winner} better on every seed (spread {self.spread:.4f})"
         return f"{head}, within the seed spread ({self.spread:.4f}): no winner"
@@ -105,6 +127,18 @@ def verdict(name_a: str, a: Iterable[float], name_b: str, b: Iterable[float]) ->
     if len(sa.values) < 2 or len(sb.values) < 2:
         raise SeedError("each method needs at least 2 seeds for a spread")
     return Verdict(name_a, name_b, sa, sb)
+
+
+def paired_verdict(name_a: str, a: Iterable[float], name_b: str, b: Iterable[float]) -> Verdict:
+    """Compare two methods run on the same seeds, given in the same order (higher is better):
+    a winner only when it beats the other on every seed."""
+    sa, sb = summarize(a), summarize(b)
+    if len(sa.values) != len(sb.values):
+        raise SeedError(f"a paired comparison needs one result per seed for both methods, in the same "
+                        f"seed order; got {len(sa.values)} for {name_a} and {len(sb.values)} for {name_b}")
+    if len(sa.values) < 2:
+        raise SeedError(f"a paired comparison needs at least 2 seeds, got {len(sa.values)}")
+    return Verdict(name_a, name_b, sa, sb, paired=True)
 
 
 def plot(ax, groups: dict[str, Sequence[float]], ylabel: str, title: str = "", reference: float | None = None):

@@ -96,3 +96,9 @@ def test_a_parameter_a_notebook_does_not_declare_stops_the_run_before_it_starts(
 def test_every_notebook_declares_the_parameters_the_readme_passes_to_all():
     # `make homeworks ARGS="-p SEED 1"` reaches every notebook; each one must declare it
     run_all.check_parameters(run_all.notebooks(), {"SEED": 1, "THREADS": 2, "WARMUP": 1, "REPEATS": 5})
+
+
+def test_readme_states_the_compared_cell_counts_as_the_notebooks_have_them():
+    readme = (run_all.REPO_ROOT / "README.md").read_text()
+    assert run_all.nbval_counts() in " ".join(readme.split()), \
+        "README's count of nbval-compared cells is out of date: paste common.run_all.nbval_counts()"

@@ -1,0 +1,184 @@
+"""Quality budgets: what every compressed model a notebook reports may lose, written once.
+
+Each registry row of a homework is matched (homework, workload, a regular expression over its
+name, optionally a phrase in its notes) by the first :class:`Budget` that covers it. A budget
+is the largest drop of the workload's primary metric (:data:`common.report.PRIMARY`: accuracy
+for the classifiers, mAP50-95 for the detector) below the baseline of the same registry. A rule
+without a budget says what the row is for instead: a reference (no compression), a control, a
+sweep point or experiment whose purpose is to show where a technique breaks. A row no rule
+covers is an error, so a new experiment cannot slip in without a stated budget.
+
+Every notebook ends its measurements with :func:`check`, which shows the targets table and
+fails the run on a row over its budget (on the offline defaults, the run the budgets are set
+for; on other data the table is shown and nothing is asserted).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from collections.abc import Iterable
+from pathlib import Path
+
+from common import report
+
+#: the classifier budget for a lossless-by-design step (int8 and fp16, exports, fine-tuned
+#: pruning and clustering): 1 point of accuracy; the detector's: 0.02 mAP50-95
+CLASSIFIER_PT = 0.01
+DETECTOR_MAP = 0.02
+
+
+class BudgetError(AssertionError):
+    """A row over its budget, or a row no budget covers."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``max_drop`` of the primary metric below the baseline, or ``None`` with ``purpose``
+    saying why the row has no budget."""
+
+    homework: str
+    workload: str
+    pattern: str
+    max_drop: float | None
+    purpose: str
+    notes: str = ""        # a phrase the row's notes must contain (e.g. "chosen on val")
+
+    def matches(self, row: dict) -> bool:
+        return (self.homework in (row["homework"], "*") and self.workload in (row["workload"], "*")
+                and re.fullmatch(self.pattern, row["name"]) is not None
+                and self.notes in (row.get("notes") or ""))
+
+
+def _lossless(homework: str, pattern: str, purpose: str) -> tuple[Budget, ...]:
+    return (Budget(homework, "resnet18", pattern, CLASSIFIER_PT, purpose),
+            Budget(homework, "yolov8n", pattern, DETECTOR_MAP, purpose))
+
+
+_FAILS = "shows a failure on purpose: "
+#: Every rule, first match wins. Budgets are the course's claims; where a row's purpose is to show
+#: a loss, the rule says so and the notebook prints that purpose beside the number.
+BUDGETS: tuple[Budget, ...] = (
+    Budget("*", "*", r"baseline|baseline-fp32|fp32 pytorch|teacher|pytorch", None, "reference: the uncompressed model"),
+    # hw1: the baselines' own targets live in TARGETS (absolute)
+    # hw2: quantization
+    Budget("hw2", "yolov8n", r"tflite int8", 0.05,
+           "full-integer TFLite through ultralytics' exporter: the lossiest int8 path here (budget 0.05)"),
+    *_lossless("hw2", r"fp16 .*|dynamic .*|int8 .*|tflite .*", "post-training fp16 / int8"),
+    Budget("hw2", "resnet18", r"w4 ptq", 0.05, "4-bit weights, round to nearest: the cost mixed precision and QAT recover"),
+    Budget("hw2", "yolov8n", r"w4 ptq", 0.06, "4-bit weights, round to nearest: the cost mixed precision recovers"),
+    Budget("hw2", "resnet18", r"w4 mixed \d+ float", 0.05, "4-bit weights with the most sensitive layers in float"),
+    Budget("hw2", "yolov8n", r"w4 mixed \d+ float", 0.06, "4-bit weights with the most sensitive layers in float"),
+    *_lossless("hw2", r"w4 qat", "4-bit quantization-aware training"),
+    # hw3: pruning
+    *_lossless("hw3", r"unstructured global 0\.(05|10|20|30|50) ft", "global magnitude pruning + fine-tune"),
+    Budget("hw3", "*", r"unstructured (local|global) 0\.\d+( ft)?", None,
+           "sweep point: shows where unstructured pruning breaks"),
+    Budget("hw3", "*", r"unstructured non-uniform ft", None,
+           _FAILS + "the sensitivity-planned ratios against global pruning at the same sparsity"),
+    Budget("hw3", "resnet18", r"structured (l1|l2|fpgm) 0\.30 ft", 0.25,
+           "30 % of channels, one short fine-tune (criteria comparison): must recover most of the loss"),
+    Budget("hw3", "resnet18", r"structured (l1|l2|fpgm) 0\.50 ft", 0.55,
+           "50 % of channels, one short fine-tune (criteria comparison, seed range 0.29): must stay far above chance"),
+    Budget("hw3", "resnet18", r"structured (l1|l2|fpgm) 0\.70 ft", None, _FAILS + "70 % of channels collapse with a short fine-tune"),
+    Budget("hw3", "resnet18", r"structured l1 0\.50 final .*", CLASSIFIER_PT, "50 % of channels + the full fine-tune, every runtime"),
+    Budget("hw3", "yolov8n", r"structured .* ft", None,
+           _FAILS + "the detector with 30-70 % of its channels cut does not recover in one epoch"),
+    Budget("hw3", "yolov8n", r"structured l1 0\.50 final .*", None,
+           _FAILS + "half of the detector's channels cost more than a 3-epoch fine-tune recovers"),
+    # hw4: clustering
+    *_lossless("hw4", r"kmeans-(16|32) ft( palette)?", "k-means weight sharing + tied fine-tune"),
+    Budget("hw4", "resnet18", r"kmeans-4 ft( palette)?", CLASSIFIER_PT, "4 clusters (2 bits) + tied fine-tune"),
+    Budget("hw4", "yolov8n", r"kmeans-4 ft( palette)?", None, _FAILS + "2-bit weights are too coarse for the detector"),
+    Budget("hw4", "*", r"kmeans-\d+", None, "before the fine-tune: shows what clustering alone costs"),
+    Budget("hw4", "keras_cnn", r"int8|(kmeans\+\+|linear) \d+( int8)?", CLASSIFIER_PT, "TFMOT clustering / TFLite int8 of the Keras twin"),
+    Budget("hw4", "keras_cnn", r"16 cqat int8", 0.05, "cluster-preserving QAT, a short schedule (budget 0.05)"),
+    # hw5: export
+    Budget("hw5", "*", r"tensorrt", None, "needs CUDA"),
+    Budget("hw5", "resnet18", r"torchscript|onnx|openvino|tflite", 0.003, "fp32 export: at most one test image"),
+    Budget("hw5", "yolov8n", r"torchscript|onnx|openvino|tflite", 0.002, "fp32 export: the same boxes"),
+    # hw6: distillation
+    Budget("hw6", "*", r"student-scratch(-all-images)?", None, "control: the student trained alone"),
+    Budget("hw6", "resnet18", r"student-kd-.*", 0.05, "the distilled student chosen on validation", notes="chosen on val"),
+    Budget("hw6", "resnet18", r"student-kd-.*", None, "grid point of the temperature / alpha sweep"),
+    Budget("hw6", "yolov8n", r"student-kd", None,
+           _FAILS + "a short-schedule detector student stays far from its teacher, distilled or not"),
+    # capstone
+    *_lossless("capstone", r"pruned-fp32|pruned-int8-openvino|.*", "pruning + int8 pipeline"),
+)
+
+#: hw1's absolute targets of the baselines on the offline defaults, (workload, metric) -> minimum
+TARGETS = {("resnet18", "accuracy"): 0.97, ("yolov8n", "map50"): 0.75, ("yolov8n", "map50_95"): 0.50}
+
+
+def rule_for(row: dict) -> Budget:
+    """The first budget rule covering ``row``; raises :class:`BudgetError` when none does."""
+    for b in BUDGETS:
+        if b.matches(row):
+            return b
+    raise BudgetError(f"no budget covers {row['homework']}/{row['workload']}/{row['name']}: "
+                      "add a rule to common.budgets.BUDGETS")
+
+
+def targets(homework: str, rows: list[dict] | None = None, path: Path | None = None,
+            datasets: Iterable[str] | None = None):
+    """One line per registry row of ``homework`` (only rows of ``datasets``, registry labels, when
+    given): metric, value, baseline, drop below it, budget, status."""
+    import pandas as pd
+
+    from common import compare
+
+    if homework not in report.HOMEWORKS:
+        raise ValueError(f"unknown homework {homework!r}; valid: {', '.join(report.HOMEWORKS)}")
+    rows = report.read_rows(path) if rows is None else rows
+    bases = compare._baselines(rows)
+    out = []
+    keep = None if datasets is None else set(datasets)
+    for r in (r for r in rows if r["homework"] == homework and (keep is None or r["dataset"] in keep)):
+        metric = report.PRIMARY[r["workload"]]
+        b, base = rule_for(r), bases.get((r["workload"], r["dataset"]))
+        value = float(r[metric]) if r[metric] else None
+        ref = float(base[metric]) if base and base[metric] else None
+        drop = None if value is None or ref is None else ref - value
+        if value is None:
+            status = "skipped: " + ("no CUDA" if "cuda" in r["name"] or "tensorrt" in r["name"] else "not measured")
+        elif b.max_drop is None:
+            status = b.purpose
+        elif drop is None:
+            status = "no baseline row to compare with"
+        else:
+            status = "✅ within budget" if drop <= b.max_drop + 1e-9 else "❌ OVER BUDGET"
+        out.append({"workload": r["workload"], "dataset": r["dataset"], "name": r["name"], "metric": metric,
+                    "value": value, "baseline": ref, "drop": drop, "budget": b.max_drop, "status": status,
+                    "claim": b.purpose if b.max_drop is not None else ""})
+    return pd.DataFrame(out)
+
+
+def check(homework: str, course=None, *, assert_budgets: bool = True, rows: list[dict] | None = None,
+          path: Path | None = None):
+    """:func:`targets` of ``homework`` (for the datasets of ``course``, a
+    :class:`common.params.Course`, when given); with ``assert_budgets`` raises
+    :class:`BudgetError` naming every row over its budget. Returns the table (for display)."""
+    datasets = None
+    if course is not None:
+        from common import data
+
+        datasets = {data.dataset_label(d) for d in course.datasets.values()}
+    table = targets(homework, rows, path, datasets)
+    over = table[table["status"] == "❌ OVER BUDGET"] if len(table) else table
+    if assert_budgets and len(over):
+        raise BudgetError(f"{len(over)} row(s) of {homework} over their quality budget:\n" + "\n".join(
+            f"  {r.workload}/{r.dataset}/{r.name}: {r.metric} {r.value:.4f}, drop {r.drop:+.4f} > budget {r.budget:g} ({r.claim})"
+            for r in over.itertuples()))
+    return table
+
+
+def show(table) -> None:
+    """The targets table as the notebooks print it."""
+    from IPython.display import display
+
+    t = table.copy()
+    for c in ("value", "baseline", "drop"):
+        t[c] = t[c].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
+    t["budget"] = t["budget"].map(lambda v: "" if v is None or v != v else f"≤ {v:g}")
+    display(t.drop(columns=["dataset"]).style.hide(axis="index"))
