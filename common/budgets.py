@@ -173,12 +173,15 @@ def check(homework: str, course=None, *, assert_budgets: bool = True, rows: list
     return table
 
 
-def show(table) -> None:
-    """The targets table as the notebooks print it."""
-    from IPython.display import display
+def show(table):
+    """The targets table as the notebooks show it (deterministic HTML, like ``report.show``)."""
+    from IPython.display import HTML
 
-    t = table.copy()
+    t = table.drop(columns=["dataset"]).copy()
     for c in ("value", "baseline", "drop"):
         t[c] = t[c].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
     t["budget"] = t["budget"].map(lambda v: "" if v is None or v != v else f"≤ {v:g}")
-    display(t.drop(columns=["dataset"]).style.hide(axis="index"))
+    html = t.to_html(index=False, border=0, classes="nnc-budgets")
+    style = ("<style>.nnc-budgets td,.nnc-budgets th{padding:2px 8px;text-align:left}"
+             ".nnc-budgets td:nth-child(n+4):nth-child(-n+7){text-align:right}</style>")
+    return HTML(style + html)
