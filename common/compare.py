@@ -66,8 +66,8 @@ MACHINE_FILE = "machine.json"
 #: cached ones, and this repository's full re-runs on the AMD EPYC (``make homeworks`` and
 #: fresh-clone ``make test``) reproduced every quality figure of the committed registry to the
 #: last written digit (largest difference 0.0000 in every quality column). The tolerance is
-#: two test images of the classifier (2 / 360 = 0.0056) and 0.01 mAP, so any change of 0.01
-#: accuracy or mAP is caught.
+#: two test images of the classifier (2 / 360 = 0.0056) and 0.01 mAP, so any change of more
+#: than 0.006 accuracy or 0.01 mAP is caught.
 SAME_CPU_TOL = {"accuracy": 0.006, "f1": 0.006, "precision": 0.02, "recall": 0.02,
                 "map50": 0.01, "map50_95": 0.01}
 
@@ -94,10 +94,11 @@ DELTA_TOL = {"accuracy": 0.025, "f1": 0.025, "precision": 0.08, "recall": 0.08,
 
 @dataclass(frozen=True)
 class Unstable:
-    """Rows whose quality genuinely moves across CPUs by more than :data:`DELTA_TOL` (matched by
-    homework, workload and a regular expression over the name): on another CPU their change
-    against the baseline is compared within ``tol`` (every quality column), a tolerance
-    measured as ``why`` says. On the same CPU they are compared like every other row."""
+    """Rows whose quality genuinely moves by more than :data:`DELTA_TOL` across CPUs or seeds
+    (matched by homework, workload and a regular expression over the name): on another CPU their
+    change against the baseline is compared within ``tol`` (or the column's :data:`DELTA_TOL`, if
+    larger), a tolerance measured as ``why`` says. On the same CPU they are compared like every
+    other row."""
 
     homework: str
     workload: str
@@ -117,20 +118,26 @@ _CPUS = "between the Intel AVX-512 VNNI and the AMD EPYC AVX2 registries"
 UNSTABLE: tuple[Unstable, ...] = (
     Unstable("hw2", "resnet18", r"w4 (ptq|mixed \d+ float)", 0.04,
              f"4-bit round-to-nearest of the trained weights: w4 ptq moved 0.031 {_CPUS}"),
+    Unstable("hw2", "yolov8n", r"w4 (ptq|mixed \d+ float)", 0.04,
+             "4-bit round-to-nearest of the trained weights: w4 mixed 8 float moved 0.029 (mAP50-95) between "
+             "the Intel registry (c09b919) and this one"),
     Unstable("hw3", "resnet18", r"unstructured (local|global) 0\.(50|70|90)", 0.50,
              f"past the cliff without a fine-tune: moved up to 0.46 (precision, local 50 %) {_CPUS}"),
     Unstable("hw3", "resnet18", r"unstructured global 0\.90 ft", 0.06,
              f"90 % sparsity recovered by a short fine-tune: moved 0.039 {_CPUS}"),
-    Unstable("hw3", "resnet18", r"unstructured non-uniform ft", 0.70,
-             f"ratios planned from the measured sensitivity of the trained weights: moved 0.683 (F1) {_CPUS}"),
+    Unstable("hw3", "resnet18", r"unstructured non-uniform ft", 0.75,
+             "ratios planned from the measured sensitivity of the trained weights: moved 0.706 (F1) between "
+             "the Intel registry (c09b919) and this one; in practice a check only that the row exists"),
     Unstable("hw3", "resnet18", r"structured (l1|l2|fpgm) 0\.\d+ ft", 0.30,
              f"channels cut, one short fine-tune: moved up to 0.183 {_CPUS}; seed range 0.29 (L1 50 %, hw3)"),
     Unstable("hw3", "yolov8n", r"unstructured local 0\.\d+|unstructured non-uniform ft", 0.10,
              f"collapsed to about 0 (the DFL projection is pruned too): moves with the baseline, 0.093 {_CPUS}"),
     Unstable("hw3", "yolov8n", r"unstructured global 0\.90( ft)?", 0.55,
              f"90 % sparsity: moved up to 0.533 (recall) {_CPUS}"),
-    Unstable("hw3", "yolov8n", r"structured .*", 0.15,
+    Unstable("hw3", "yolov8n", r"structured (l1|l2|fpgm) 0\.\d+ ft", 0.15,
              f"channels cut, short fine-tune from a collapsed detector: moved up to 0.145 (precision) {_CPUS}"),
+    Unstable("hw3", "yolov8n", r"structured l1 0\.50 final .*", 0.04,
+             f"half the channels cut, 3-epoch fine-tune: moved up to 0.035 (mAP50) {_CPUS}"),
     Unstable("hw4", "yolov8n", r"kmeans-4( ft)?( palette)?", 0.11,
              f"2-bit weights: moved up to 0.102 (precision) {_CPUS}"),
     Unstable("hw6", "resnet18", r"student-.*", 0.10,
@@ -284,7 +291,7 @@ def _quality_differences(where: str, a_row: dict, b_row: dict, base_old: dict, b
     out = []
     group = (a_row["workload"], a_row["dataset"])
     bo = base_old.get(group)
-    bn = base_new.get(group, bo)      # a re-run without its baseline row: the committed one
+    bn = base_new.get(group)          # a re-run without its baseline row: only the absolute check
     wide = unstable_rule(a_row)
     for column in QUALITY:
         a, b = a_row[column], b_row[column]
@@ -304,7 +311,7 @@ def _quality_differences(where: str, a_row: dict, b_row: dict, base_old: dict, b
         da, db = _delta(a_row, bo, column), _delta(b_row, bn, column)
         if da is None or db is None:
             continue
-        tol = wide.tol if wide else DELTA_TOL[column]
+        tol = max(wide.tol, DELTA_TOL[column]) if wide else DELTA_TOL[column]
         if abs(da - db) > tol + 1e-12:
             out.append(f"{where}: {column} change against the baseline {da:+.4f} -> {db:+.4f} "
                        f"(allowed on another CPU: ± {tol:g}{', listed unstable' if wide else ''})")

@@ -57,3 +57,11 @@ def test_hw1_targets_are_met_by_the_committed_baselines():
     base = {(r["workload"]): r for r in rows() if r["homework"] == "hw1"}
     for (w, metric), goal in budgets.TARGETS.items():
         assert float(base[w][metric]) >= goal, (w, metric)
+
+
+def test_a_run_without_hw1_rows_uses_the_homework_reference_or_fails():
+    alone = [r for r in rows() if r["homework"] != "hw1"]       # e.g. `pytest hw2_quantization` alone
+    table = budgets.check("hw2", rows=alone)                     # hw2's own "fp32 pytorch" rows
+    assert (table["baseline"].dropna() > 0).all() and "✅ within budget" in set(table["status"])
+    with pytest.raises(budgets.BudgetError, match="no baseline row"):
+        budgets.check("hw3", rows=alone)                          # hw3 writes no reference row

@@ -42,9 +42,3 @@ def test_rerun_reproduces_the_committed_rows(homework, request):
     assert not problems, (f"{len(problems)} difference(s) from the committed registry ({profile} profile, "
                           f"common.compare):\n" + "\n".join(problems))
 
-
-def test_the_collected_notebooks_are_read_from_the_session(request):
-    """Guard against the silent skip: this module's own items are collected, so the set is not empty
-    and holds paths, whichever import mode pytest uses."""
-    items = {Path(str(i.fspath)).resolve() for i in request.session.items}
-    assert Path(__file__).resolve() in items
