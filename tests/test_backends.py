@@ -107,6 +107,7 @@ def test_measure_writes_no_gpu_figure_for_a_runtime_that_cannot_use_the_gpu(expo
     if backends.onnxruntime_cuda_missing() is None:
         pytest.skip("onnxruntime has a CUDA provider here")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # as on a CUDA machine without onnxruntime-gpu
+    monkeypatch.delenv("NNC_DEVICE", raising=False)    # outside the test session's CPU pin (tests/test_gpu_pin.py has the pin)
     m = measure.measure(d / "model.onnx", (1, 3, 16, 16), threads=1, warmup=1, repeats=3, ram=False)
     row = m.row()
     assert row["latency_gpu_ms"] is None and row["vram_mb"] is None
