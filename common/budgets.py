@@ -138,7 +138,7 @@ def targets(homework: str, rows: list[dict] | None = None, path: Path | None = N
     if homework not in report.HOMEWORKS:
         raise ValueError(f"unknown homework {homework!r}; valid: {', '.join(report.HOMEWORKS)}")
     rows = report.read_rows(path) if rows is None else rows
-    bases = compare._baselines(rows)
+    bases = compare.baselines(rows)
     for r in rows:       # a run without hw1's rows (one notebook alone): the homework's own reference row
         if r["homework"] == homework and rule_for(r).purpose.startswith("reference"):
             bases.setdefault((r["workload"], r["dataset"]), r)

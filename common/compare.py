@@ -230,7 +230,7 @@ def _rows(rows_or_path) -> list[dict[str, str]]:
     return list(rows_or_path)
 
 
-def _baselines(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+def baselines(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
     """The baseline row of each (workload, dataset): hw1's, else a row named ``baseline``
     (hw4's Keras twin)."""
     out: dict[tuple[str, str], dict[str, str]] = {}
@@ -267,7 +267,7 @@ def differences(committed, rerun, *, homework: str | None = None, datasets: Coll
     def pick(r: dict) -> bool:
         return (homework is None or r["homework"] == homework) and (datasets is None or r["dataset"] in datasets)
     committed_rows, rerun_rows = _rows(committed), _rows(rerun)
-    base_old, base_new = _baselines(committed_rows), _baselines(rerun_rows)
+    base_old, base_new = baselines(committed_rows), baselines(rerun_rows)
     old = {_key(r): r for r in committed_rows if pick(r)}
     new = {_key(r): r for r in rerun_rows if pick(r)}
     out = [f"missing in the re-run: {'/'.join(k)}" for k in old if k not in new]
@@ -325,7 +325,7 @@ def spread(a, b, *, homework: str | None = None) -> dict[str, tuple[float, str]]
     against each registry's own baseline, over the rows not listed in :data:`UNSTABLE` (how
     :data:`DELTA_TOL` was measured)."""
     rows_a, rows_b = _rows(a), _rows(b)
-    base_a, base_b = _baselines(rows_a), _baselines(rows_b)
+    base_a, base_b = baselines(rows_a), baselines(rows_b)
     old = {_key(r): r for r in rows_a if homework in (None, r["homework"])}
     new = {_key(r): r for r in rows_b if homework in (None, r["homework"])}
     shared = sorted(old.keys() & new.keys())
