@@ -20,24 +20,28 @@ from common import env
 
 COLUMNS = ("homework", "workload", "dataset", "name", "method", "precision", "recall", "map50",
            "map50_95", "accuracy", "f1", "sparsity", "params", "gflops", "size_mb", "gzip_mb",
-           "latency_cpu_ms", "latency_cpu_p90_ms", "latency_gpu_ms", "ram_mb", "vram_mb",
-           "threads", "notes")
+           "fitness", "latency_cpu_ms", "latency_cpu_p90_ms", "speedup", "speedup_lo", "speedup_hi",
+           "speedup_noise", "speedup_vs", "pre_ms", "infer_ms", "post_ms", "latency_gpu_ms", "ram_mb",
+           "vram_mb", "threads", "notes")
 KEY = COLUMNS[:4]
 HOMEWORKS = ("hw1", "hw2", "hw3", "hw4", "hw5", "hw6", "capstone")
 #: the two course workloads, plus hw4's Keras twin of the classifier (TFMOT has no PyTorch side)
 WORKLOADS = ("resnet18", "yolov8n", "keras_cnn")
-TEXT = {"homework", "workload", "dataset", "name", "method", "notes"}
+TEXT = {"homework", "workload", "dataset", "name", "method", "speedup_vs", "notes"}
 INTEGER = {"params", "threads"}
 #: decimals written to the CSV, per numeric column
 DECIMALS = {"precision": 4, "recall": 4, "map50": 4, "map50_95": 4, "accuracy": 4, "f1": 4,
             "sparsity": 4, "gflops": 4, "size_mb": 4, "gzip_mb": 4, "latency_cpu_ms": 3,
-            "latency_cpu_p90_ms": 3, "latency_gpu_ms": 3, "ram_mb": 1, "vram_mb": 1}
+            "latency_cpu_p90_ms": 3, "latency_gpu_ms": 3, "ram_mb": 1, "vram_mb": 1, "fitness": 4,
+            "speedup": 3, "speedup_lo": 3, "speedup_hi": 3, "speedup_noise": 3, "pre_ms": 3,
+            "infer_ms": 3, "post_ms": 3}
 #: decimals shown in tables where they differ from the CSV: sizes to 10 kB, because a file's bytes
 #: move by a few hundred between exports (TorchScript debug info records source paths; torch.save
 #: archives carry a random serialization id that changes their gzip size)
 DISPLAY_DECIMALS = {**DECIMALS, "size_mb": 2, "gzip_mb": 2}
 #: columns whose values vary run to run (timings, memory); shown with a unit in tables
 VARYING_UNITS = {"latency_cpu_ms": "ms", "latency_cpu_p90_ms": "ms", "latency_gpu_ms": "ms",
+                 "pre_ms": "ms", "infer_ms": "ms", "post_ms": "ms",
                  "ram_mb": "MB RSS", "vram_mb": "MB VRAM"}
 
 

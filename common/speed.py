@@ -1,0 +1,459 @@
+"""Speed-ups a reviewer can rerun: a reference and its candidates timed in one run, interleaved.
+
+Why: on a shared 2-vCPU VM an absolute latency is a snapshot. The same eager-PyTorch file
+gives medians 1.5x apart in two fresh processes and drifts inside one, while a ratio of two
+models timed side by side, in the same minutes, is stable. So every speed-up in the course is
+measured here and nowhere else:
+
+- **Worker per runtime.** Each runtime (PyTorch, TorchScript, ONNX Runtime, OpenVINO, LiteRT)
+  runs in its own process that imports only that runtime, kept alive across rounds, with the
+  same fixed thread count; while one is timed the others wait on a pipe, so no other thread
+  pool competes with it. The notebook's own process only sends commands.
+- **Interleaved rounds.** Each round times the reference, then every candidate (order rotated
+  round to round), then the reference again; each block of ``block`` calls follows its own
+  ``warmup`` calls. Drift of the machine hits every model of a round alike.
+- **Ratios with an interval.** A candidate's speed-up is the median over rounds of
+  (reference median in that round / candidate median in that round), with a bootstrap 95 %
+  interval over rounds. The reference's two blocks per round give an A/A ratio: its interval is
+  the harness's measured noise in this run.
+- **Words.** :func:`words` is the only place that says "faster" or "slower": only when the whole
+  interval clears 1 by more than the noise; otherwise "no measurable difference".
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import math
+import os
+import pickle
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from common import env
+
+ROUNDS, BLOCK, WARMUP = 12, 15, 5
+#: under ``make test`` (``NNC_QUICK_TIMING``): few rounds, tiny blocks; no test compares them
+QUICK_ROUNDS, QUICK_BLOCK, QUICK_WARMUP = 3, 3, 1
+#: a difference inside this fraction is never called real, whatever the A/A interval says
+MIN_NOISE = 0.03
+CONFIDENCE = 0.95
+BOOTSTRAP = 2000
+#: seconds between blocks, so that a runtime's spinning worker threads go idle before the next
+PAUSE_S = 0.02
+#: the registry columns a paired comparison fills (``common.report.COLUMNS``)
+COLUMNS = ("latency_cpu_ms", "latency_cpu_p90_ms", "speedup", "speedup_lo", "speedup_hi",
+           "speedup_noise", "speedup_vs")
+#: a row whose format cannot be faster on dense kernels: its ratio is only checked to be ~1
+DENSE_NOTE = "dense kernels: no speed-up expected"
+
+#: times ``n`` calls after ``warmup`` untimed ones; returns the ``n`` per-call times in ms
+Timer = Callable[[int, int], list[float]]
+
+
+class SpeedError(ValueError):
+    """Bad input to a comparison (raised before any model is loaded)."""
+
+
+def time_calls(fn: Callable[[], object], warmup: int, n: int) -> list[float]:
+    """``warmup`` untimed calls of ``fn``, then ``n`` timed ones (ms each), garbage collector off."""
+    for _ in range(warmup):
+        fn()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            fn()
+            out.append((time.perf_counter_ns() - t0) / 1e6)
+        return out
+    finally:
+        if was:
+            gc.enable()
+
+
+def bootstrap_median(values: Sequence[float], *, confidence: float = CONFIDENCE,
+                     resamples: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
+    """Median of ``values`` and its percentile-bootstrap interval (seeded: reproducible)."""
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        raise SpeedError("no values to summarise")
+    med = float(np.median(a))
+    if a.size == 1:
+        return med, med, med
+    boots = np.median(np.random.default_rng(seed).choice(a, size=(resamples, a.size)), axis=1)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(boots, [tail, 100 - tail])
+    return med, float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """One candidate against its reference, from one interleaved run."""
+
+    name: str
+    reference: str
+    runtime: str
+    median_ms: float
+    p90_ms: float
+    speedup: float
+    lo: float
+    hi: float
+    noise: float
+    rounds: int
+    block: int
+    threads: int
+
+    @property
+    def is_reference(self) -> bool:
+        return self.name == self.reference
+
+    @property
+    def verdict(self) -> str:
+        """Words for the speed-up (:func:`words`); for the reference, its A/A noise."""
+        if self.is_reference:
+            return f"reference (A/A {self.speedup:.2f}, 95 % CI {self.lo:.2f}-{self.hi:.2f})"
+        return words(self.speedup, self.lo, self.hi, self.noise)
+
+    def columns(self) -> dict:
+        """Registry columns (:data:`COLUMNS`)."""
+        return {"latency_cpu_ms": self.median_ms, "latency_cpu_p90_ms": self.p90_ms,
+                "speedup": self.speedup, "speedup_lo": self.lo, "speedup_hi": self.hi,
+                "speedup_noise": self.noise, "speedup_vs": self.reference}
+
+
+def decision(speedup: float, lo: float, hi: float, noise: float = MIN_NOISE) -> str:
+    """"faster", "slower" or "same": the whole interval beyond the noise band, or not."""
+    band = 1 + max(noise, MIN_NOISE)
+    if lo > band:
+        return "faster"
+    if hi < 1 / band:
+        return "slower"
+    return "same"
+
+
+def words(speedup: float, lo: float, hi: float, noise: float = MIN_NOISE) -> str:
+    """The one sentence fragment for a speed-up: "2.31x faster (95 % CI 2.20-2.45)", "1.80x slower
+    (95 % CI 1.70-1.92)" or "no measurable difference (1.02x, 95 % CI 0.97-1.06)"."""
+    if not (lo <= speedup <= hi):
+        raise SpeedError(f"the interval {lo}-{hi} must contain the speed-up {speedup}")
+    d = decision(speedup, lo, hi, noise)
+    if d == "faster":
+        return f"{speedup:.2f}x faster (95 % CI {lo:.2f}-{hi:.2f})"
+    if d == "slower":
+        return f"{1 / speedup:.2f}x slower (95 % CI {1 / hi:.2f}-{1 / lo:.2f})"
+    return f"no measurable difference ({speedup:.2f}x, 95 % CI {lo:.2f}-{hi:.2f})"
+
+
+def against_target(s: Speed, target: float) -> str:
+    """Whether a speed-up meets ``target`` (x): "met" only when the whole interval is at or above
+    it, "not met" when the whole interval is below, otherwise "undecided" (the interval straddles it)."""
+    if s.lo >= target:
+        return "met"
+    if s.hi < target:
+        return "not met"
+    return "undecided: the interval contains the target"
+
+
+def interleave(timers: Mapping[str, Timer], reference: str, *, rounds: int = ROUNDS,
+               block: int = BLOCK, warmup: int = WARMUP, pause: float = 0.0,
+               progress: Callable[[], None] | None = None) -> dict[str, list[np.ndarray]]:
+    """Time every timer in ``rounds`` rounds: reference, each candidate (rotated), reference.
+
+    Returns per name a list (one entry per round) of that round's samples in ms; the
+    reference's list has two entries per round (its first and its closing block).
+    """
+    if reference not in timers:
+        raise SpeedError(f"reference {reference!r} is not among {list(timers)}")
+    if rounds < 2 or block < 1 or warmup < 0:
+        raise SpeedError(f"need rounds >= 2, block >= 1, warmup >= 0; got {rounds}, {block}, {warmup}")
+    cands = [n for n in timers if n != reference]
+    out: dict[str, list[np.ndarray]] = {n: [] for n in timers}
+    for r in range(rounds):
+        k = r % len(cands) if cands else 0
+        for name in [reference, *cands[k:], *cands[:k], reference]:
+            if pause:
+                time.sleep(pause)
+            out[name].append(np.asarray(timers[name](warmup, block), dtype=float))
+        if progress:
+            progress()
+    return out
+
+
+def summarize(samples: Mapping[str, list[np.ndarray]], reference: str, *, block: int,
+              threads: int, runtimes: Mapping[str, str] | None = None,
+              seed: int = 0) -> dict[str, Speed]:
+    """Per name: median / p90 of all its samples and the speed-up against ``reference``."""
+    ref = samples[reference]
+    rounds = len(ref) // 2
+    first, closing = ref[0::2], ref[1::2]
+    ref_round = [float(np.median(np.concatenate([a, b]))) for a, b in zip(first, closing)]
+    aa = [float(np.median(a) / np.median(b)) for a, b in zip(first, closing)]
+    aa_med, aa_lo, aa_hi = bootstrap_median(aa, seed=seed)
+    noise = max(MIN_NOISE, aa_hi - 1, 1 - aa_lo)
+    runtimes = runtimes or {}
+    out = {}
+    for name, blocks in samples.items():
+        pooled = np.concatenate(blocks)
+        if name == reference:
+            sp, lo, hi = aa_med, aa_lo, aa_hi
+        else:
+            ratios = [rm / float(np.median(b)) for rm, b in zip(ref_round, blocks)]
+            sp, lo, hi = bootstrap_median(ratios, seed=seed)
+        out[name] = Speed(name, reference, runtimes.get(name, ""), float(np.median(pooled)),
+                          float(np.percentile(pooled, 90)), sp, lo, hi, noise, rounds, block, threads)
+    return out
+
+
+# --- worker processes, one per runtime -------------------------------------------------------
+
+def _serve(conn, kind: str, threads: int) -> None:
+    """A worker's loop: load models of one runtime, time them on request."""
+    from common import backends
+
+    if kind in ("pytorch", "torchscript"):
+        env.set_threads(threads)
+    models: dict[str, tuple] = {}
+    while True:
+        msg = conn.recv()
+        try:
+            if msg[0] == "stop":
+                conn.send(("ok", None))
+                return
+            if msg[0] == "load":
+                _, key, path, shape = msg
+                b = backends.load(path, threads=threads)
+                x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+                prepared = b.prepare(x)
+                b.run(prepared)
+                models[key] = (b, prepared)
+                conn.send(("ok", b.name))
+            elif msg[0] == "time":
+                _, key, warmup, n = msg
+                b, prepared = models[key]
+                conn.send(("ok", time_calls(lambda: b.run(prepared), warmup, n)))
+            elif msg[0] == "drop":
+                models.clear()
+                gc.collect()
+                conn.send(("ok", None))
+        except Exception as e:  # reported to the caller, who raises it
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+class _Pipe:
+    """Pickled messages over a pair of binary streams."""
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+
+    def send(self, obj) -> None:
+        pickle.dump(obj, self.writer, protocol=pickle.HIGHEST_PROTOCOL)
+        self.writer.flush()
+
+    def recv(self):
+        return pickle.load(self.reader)
+
+
+class Worker:
+    """A process (``python -m common.speed KIND THREADS``) that imports one runtime and times
+    its models on request; its own prints go nowhere, so they cannot reach a notebook."""
+
+    def __init__(self, kind: str, threads: int):
+        self.kind, self.threads = kind, threads
+        self.proc = subprocess.Popen([sys.executable, "-m", "common.speed", kind, str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, cwd=env.REPO_ROOT)
+        self.conn = _Pipe(self.proc.stdout, self.proc.stdin)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def call(self, *msg):
+        try:
+            self.conn.send(msg)
+            status, payload = self.conn.recv()
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError) as e:
+            raise RuntimeError(f"the {self.kind} timing worker died (exit code {self.proc.poll()}) "
+                               f"during {msg[0]!r}: {type(e).__name__}") from None
+        if status == "error":
+            raise RuntimeError(f"{self.kind} worker: {payload}")
+        return payload
+
+    def close(self) -> None:
+        if self.alive():
+            try:
+                self.call("stop")
+            except RuntimeError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_WORKERS: dict[tuple[str, int], Worker] = {}
+
+
+def worker(kind: str, threads: int) -> Worker:
+    """The live worker of a runtime and thread count (started on first use, reused after)."""
+    w = _WORKERS.get((kind, threads))
+    if w is None or not w.alive():
+        w = _WORKERS[kind, threads] = Worker(kind, threads)
+    return w
+
+
+@atexit.register
+def shutdown() -> None:
+    """Stop every worker (also at interpreter exit)."""
+    for w in list(_WORKERS.values()):
+        w.close()
+    _WORKERS.clear()
+
+
+def _settings(rounds: int | None, block: int | None, warmup: int | None) -> tuple[int, int, int]:
+    from common.measure import quick_timing
+
+    if quick_timing():
+        return QUICK_ROUNDS, QUICK_BLOCK, QUICK_WARMUP
+    return rounds or ROUNDS, block or BLOCK, WARMUP if warmup is None else warmup
+
+
+def compare(reference: str, models: Mapping[str, str | Path], input_shape: tuple[int, ...], *,
+            threads: int = env.DEFAULT_THREADS, rounds: int | None = None, block: int | None = None,
+            warmup: int | None = None, desc: str = "timing") -> "Comparison":
+    """Time ``models`` (name -> saved model, any format :mod:`common.backends` loads) against
+    ``models[reference]``, interleaved, each runtime in its own worker; see the module doc.
+
+    Under ``make test`` (``NNC_QUICK_TIMING``) it runs :data:`QUICK_ROUNDS` tiny rounds.
+    """
+    from tqdm.auto import tqdm
+
+    from common import backends
+
+    if reference not in models:
+        raise SpeedError(f"reference {reference!r} is not one of the models {list(models)}")
+    if threads < 1:
+        raise SpeedError(f"threads must be >= 1, got {threads}")
+    kinds = {}
+    for name, path in models.items():
+        if not isinstance(path, (str, Path)):
+            raise SpeedError(f"{name!r}: pass the path of a saved model (workers load it), "
+                             f"not a {type(path).__name__}")
+        if not Path(path).exists():
+            raise SpeedError(f"{name!r}: {path} does not exist")
+        kinds[name] = backends.kind_of(path)
+    rounds, block, warmup = _settings(rounds, block, warmup)
+    timers: dict[str, Timer] = {}
+    runtimes = {}
+    used = set()
+    try:
+        for i, (name, path) in enumerate(models.items()):
+            w = worker(kinds[name], threads)
+            used.add(w)
+            key = f"m{i}"
+            runtimes[name] = w.call("load", key, str(path), tuple(input_shape))
+            timers[name] = (lambda w, key: lambda wu, n: w.call("time", key, wu, n))(w, key)
+        bar = tqdm(total=rounds, desc=desc, leave=True, mininterval=2.0)
+        samples = interleave(timers, reference, rounds=rounds, block=block, warmup=warmup,
+                             pause=PAUSE_S, progress=bar.update)
+        bar.close()
+    finally:
+        for w in used:
+            if w.alive():
+                w.call("drop")
+    return Comparison(summarize(samples, reference, block=block, threads=threads, runtimes=runtimes),
+                      reference, rounds, block, warmup, threads)
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare`: one :class:`Speed` per model."""
+
+    speeds: dict[str, Speed]
+    reference: str
+    rounds: int
+    block: int
+    warmup: int
+    threads: int
+
+    def __getitem__(self, name: str) -> Speed:
+        if name not in self.speeds:
+            raise KeyError(f"{name!r} was not timed; timed: {list(self.speeds)}")
+        return self.speeds[name]
+
+    @property
+    def noise(self) -> float:
+        return self.speeds[self.reference].noise
+
+    def frame(self) -> "pandas.DataFrame":
+        """One row per model: runtime, median / p90 ms, speed-up and interval, verdict."""
+        import pandas as pd
+
+        rows = [{"model": s.name, "runtime": s.runtime, "median ms": round(s.median_ms, 2),
+                 "p90 ms": round(s.p90_ms, 2), "speed-up": round(s.speedup, 2),
+                 "95 % CI": f"{s.lo:.2f}-{s.hi:.2f}", "verdict": s.verdict}
+                for s in self.speeds.values()]
+        return pd.DataFrame(rows)
+
+    def describe(self) -> str:
+        """How it was measured, one sentence (for under the table)."""
+        return (f"Timed in one run: {self.rounds} interleaved rounds of {self.block} calls per model "
+                f"after {self.warmup} warm-up calls each, batch as given, {self.threads} threads, "
+                f"each runtime in its own worker process; speed-up = median over rounds of the "
+                f"reference's time / the model's, 95 % bootstrap interval over rounds; the reference's "
+                f"A/A noise in this run: ±{self.noise * 100:.0f} %. Absolute times are a snapshot of "
+                "this machine at this moment; the ratios are what reproduces.")
+
+    def update(self, rows: Sequence[dict], *, names: Mapping[str, str] | None = None) -> None:
+        """Fill :data:`COLUMNS` of every registry row whose ``name`` was timed; ``names`` maps a
+        row's name to the timed model's name where they differ."""
+        names = dict(names or {})
+        row_of = {v: k for k, v in names.items()}
+        for row in rows:
+            timed = names.get(row["name"], row["name"])
+            if timed in self.speeds:
+                row.update(self.speeds[timed].columns(), speedup_vs=row_of.get(self.reference, self.reference))
+
+
+def as_dict(s: Speed) -> dict:
+    """A :class:`Speed` as plain data (JSON-ready), with its verdict."""
+    return {**asdict(s), "verdict": s.verdict}
+
+
+def row_words(row: Mapping) -> str:
+    """The verdict of a registry row that carries speed-up columns, or "" when it has none."""
+    def num(v):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return None
+        return None if math.isnan(f) else f
+
+    sp, lo, hi = num(row.get("speedup")), num(row.get("speedup_lo")), num(row.get("speedup_hi"))
+    if sp is None or lo is None or hi is None:
+        return ""
+    if row.get("speedup_vs") == row.get("name"):
+        return "reference"
+    return words(sp, lo, hi, num(row.get("speedup_noise")) or MIN_NOISE)
+
+
+def _main(argv: list[str]) -> None:
+    """Worker entry point: the protocol runs on the original stdin / stdout; fd 1 then points
+    at /dev/null so that a runtime's prints cannot corrupt it."""
+    kind, threads = argv[0], int(argv[1])
+    writer = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    sys.stdout = open(os.devnull, "w")
+    _serve(_Pipe(sys.stdin.buffer, writer), kind, threads)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,139 @@
+"""The paired speed harness (common.speed) on callables of known relative cost, its verdict
+wording, and the worker path end to end on a tiny saved model (no timing is asserted there)."""
+
+import numpy as np
+import pytest
+
+from common import report, speed
+
+
+def busy(n: int) -> None:
+    s = 0
+    for i in range(n):
+        s += i * i
+
+
+def timers(work: dict[str, int]):
+    return {name: (lambda n: lambda wu, k: speed.time_calls(lambda: busy(n), wu, k))(n)
+            for name, n in work.items()}
+
+
+def run(work, reference="ref", rounds=10, block=15):
+    samples = speed.interleave(timers(work), reference, rounds=rounds, block=block, warmup=2)
+    return speed.summarize(samples, reference, block=block, threads=1)
+
+
+def test_twice_the_work_is_recovered_within_the_interval():
+    s = run({"ref": 40_000, "half": 20_000, "double": 80_000})
+    band = 1 + s["ref"].noise
+    assert s["half"].lo / band <= 2.0 <= s["half"].hi * band, s["half"]
+    assert s["double"].lo / band <= 0.5 <= s["double"].hi * band, s["double"]
+    assert s["half"].verdict.endswith(")") and "x faster" in s["half"].verdict
+    assert "x slower" in s["double"].verdict
+    assert s["ref"].is_reference and s["ref"].verdict.startswith("reference (A/A")
+
+
+def test_two_identical_callables_give_an_interval_containing_one():
+    s = run({"ref": 30_000, "same": 30_000})
+    assert s["same"].lo <= 1.0 * (1 + s["same"].noise) and s["same"].hi >= 1.0 / (1 + s["same"].noise)
+    assert s["same"].verdict.startswith("no measurable difference")
+
+
+def test_rounds_interleave_reference_first_and_last_with_rotated_candidates():
+    order = []
+
+    def t(name):
+        return lambda wu, k: order.append(name) or [1.0] * k
+
+    samples = speed.interleave({"r": t("r"), "a": t("a"), "b": t("b")}, "r", rounds=2, block=1, warmup=0)
+    assert order == ["r", "a", "b", "r", "r", "b", "a", "r"]
+    assert len(samples["r"]) == 4 and len(samples["a"]) == 2
+
+
+def test_known_ratios_give_exact_speedups_and_a_tight_interval():
+    per_round = {"r": [10.0] * 6, "c": [5.0] * 6}
+    samples = {"r": [np.array([v]) for v in [10.0] * 12], "c": [np.array([v]) for v in per_round["c"]]}
+    s = speed.summarize(samples, "r", block=1, threads=2)
+    assert s["c"].speedup == s["c"].lo == s["c"].hi == 2.0
+    assert s["r"].speedup == 1.0 and s["r"].noise == speed.MIN_NOISE
+    assert s["c"].median_ms == 5.0 and s["c"].rounds == 6
+
+
+@pytest.mark.parametrize("sp, lo, hi, noise, expected", [
+    (2.31, 2.20, 2.45, 0.03, "2.31x faster (95 % CI 2.20-2.45)"),
+    (0.5, 0.45, 0.55, 0.03, "2.00x slower (95 % CI 1.82-2.22)"),
+    (1.02, 0.97, 1.06, 0.03, "no measurable difference (1.02x, 95 % CI 0.97-1.06)"),
+    (1.05, 1.04, 1.06, 0.05, "no measurable difference (1.05x, 95 % CI 1.04-1.06)"),  # inside the noise
+    (1.05, 1.04, 1.06, 0.01, "1.05x faster (95 % CI 1.04-1.06)"),                     # noise floored at 3 %
+    (0.95, 0.94, 0.96, 0.01, "1.05x slower (95 % CI 1.04-1.06)"),
+])
+def test_words_on_both_sides(sp, lo, hi, noise, expected):
+    assert speed.words(sp, lo, hi, noise) == expected
+
+
+def test_words_rejects_an_interval_that_misses_its_estimate():
+    with pytest.raises(speed.SpeedError, match="must contain"):
+        speed.words(2.0, 1.0, 1.5)
+
+
+def test_against_target():
+    s = speed.Speed("c", "r", "x", 1, 1, 5.0, 4.5, 5.5, 0.03, 8, 25, 2)
+    assert speed.against_target(s, 4) == "met"
+    assert speed.against_target(s, 6) == "not met"
+    assert speed.against_target(s, 5).startswith("undecided")
+
+
+def test_bootstrap_is_seeded_and_brackets_the_median():
+    v = [1.0, 1.1, 0.9, 1.05, 0.95, 1.2, 1.0, 0.98]
+    assert speed.bootstrap_median(v) == speed.bootstrap_median(v)
+    m, lo, hi = speed.bootstrap_median(v)
+    assert lo <= m <= hi and m == pytest.approx(np.median(v))
+
+
+def test_bad_input_is_refused_before_any_work(tmp_path):
+    with pytest.raises(speed.SpeedError, match="reference 'x' is not one of"):
+        speed.compare("x", {"a": tmp_path / "a.onnx"}, (1, 3, 8, 8))
+    with pytest.raises(speed.SpeedError, match="does not exist"):
+        speed.compare("a", {"a": tmp_path / "a.onnx"}, (1, 3, 8, 8))
+    with pytest.raises(speed.SpeedError, match="pass the path"):
+        speed.compare("a", {"a": object()}, (1, 3, 8, 8))
+    with pytest.raises(speed.SpeedError, match="rounds >= 2"):
+        speed.interleave({"r": lambda wu, k: [1.0]}, "r", rounds=1)
+
+
+def test_registry_columns_round_trip(tmp_path):
+    row = {"homework": "hw2", "workload": "resnet18", "dataset": "digits", "name": "int8 onnx",
+           "method": "m"}
+    s = speed.Speed("int8 onnx", "baseline", "onnxruntime", 2.5, 3.0, 4.0, 3.5, 4.5, 0.04, 8, 25, 2)
+    row.update(s.columns())
+    path = report.upsert(row, tmp_path / "experiments.csv")
+    back = report.read_rows(path)[0]
+    assert float(back["speedup"]) == 4.0 and float(back["speedup_lo"]) == 3.5
+    assert float(back["speedup_hi"]) == 4.5 and back["speedup_vs"] == "baseline"
+    assert speed.row_words(back) == s.verdict == "4.00x faster (95 % CI 3.50-4.50)"
+    assert speed.row_words({"name": "x"}) == ""
+
+
+def test_compare_end_to_end_in_worker_processes(tmp_path, monkeypatch):
+    """Two runtimes of one tiny network, each in its own worker; the table and the registry
+    columns come back (quick rounds: the timings themselves are not checked)."""
+    import torch
+
+    monkeypatch.setenv("NNC_QUICK_TIMING", "1")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten()).eval()
+    pt = tmp_path / "net.pt"
+    torch.save(net, pt)
+    onnx = tmp_path / "net.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 8, 8), str(onnx), dynamo=False)
+    c = speed.compare("pytorch", {"pytorch": pt, "onnx": onnx}, (1, 3, 8, 8), threads=1)
+    assert c.rounds == speed.QUICK_ROUNDS and c["onnx"].runtime == "onnxruntime"
+    assert c["pytorch"].runtime == "pytorch"
+    df = c.frame()
+    assert list(df.model) == ["pytorch", "onnx"] and "verdict" in df
+    rows = [{"name": "baseline"}, {"name": "onnx"}, {"name": "other"}]
+    c.update(rows, names={"baseline": "pytorch"})
+    assert rows[0]["speedup_vs"] == rows[1]["speedup_vs"] == "baseline"
+    assert "speedup" not in rows[2]
+    assert "A/A noise" in c.describe()
+    with pytest.raises(KeyError, match="was not timed"):
+        c["missing"]
