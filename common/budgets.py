@@ -64,6 +64,7 @@ BUDGETS: tuple[Budget, ...] = (
     # hw2: quantization
     Budget("hw2", "yolov8n", r"tflite int8", 0.05,
            "full-integer TFLite through ultralytics' exporter: the lossiest int8 path here (budget 0.05)"),
+    *_lossless("hw2", r"fp32 onnx|fp32 openvino", "float32 export to another runtime: the runtime switch alone"),
     *_lossless("hw2", r"fp16 .*|dynamic .*|int8 .*|tflite .*", "post-training fp16 / int8"),
     Budget("hw2", "resnet18", r"w4 ptq", 0.05, "4-bit weights, round to nearest: the cost mixed precision and QAT recover"),
     Budget("hw2", "yolov8n", r"w4 ptq", 0.06, "4-bit weights, round to nearest: the cost mixed precision recovers"),
@@ -108,6 +109,11 @@ BUDGETS: tuple[Budget, ...] = (
     Budget("hw6", "yolov8n", r"student-kd", None,
            _FAILS + "a short-schedule detector student stays far from its teacher, distilled or not"),
     # capstone
+    # the ablation rows: each step of the chain on its own, timed in the same run
+    *_lossless("capstone", r"baseline-fp32-openvino", "ablation: the runtime switch alone (fp32 OpenVINO)"),
+    *_lossless("capstone", r"int8-openvino", "ablation: int8 alone, unpruned (NNCF, OpenVINO)"),
+    Budget("capstone", "resnet18", r"pruned-fp32-openvino", 0.015, "ablation: pruning alone, run by OpenVINO fp32"),
+    Budget("capstone", "yolov8n", r"pruned-fp32-openvino", 0.03, "ablation: pruning alone, run by OpenVINO fp32"),
     Budget("capstone", "resnet18", r"pruned-fp32", 0.015, "channel pruning + fine-tune, fp32 (course target: ≤ 1.5 pt)"),
     Budget("capstone", "resnet18", r"pruned-int8-openvino", 0.015, "channel pruning + int8 OpenVINO (course target: ≤ 1.5 pt)"),
     Budget("capstone", "yolov8n", r"pruned-fp32", 0.03, "channel pruning + fine-tune, fp32 (course target: ≤ 0.03 mAP50-95)"),

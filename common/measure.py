@@ -34,23 +34,24 @@ class Measurement:
     path: Path
     size_mb: float
     gzip_mb: float
-    cpu: timing.LatencyStats
+    cpu: timing.LatencyStats | None
     ram: memory.MemoryStats | None
     gpu: timing.LatencyStats | None = None
     vram_mb: float | None = None
     notes: list[str] = field(default_factory=list)
+    threads: int = env.DEFAULT_THREADS
 
     def row(self) -> dict:
-        return {"size_mb": self.size_mb, "gzip_mb": self.gzip_mb,
-                "latency_cpu_ms": self.cpu.median_ms, "latency_cpu_p90_ms": self.cpu.p90_ms,
+        cpu = {"latency_cpu_ms": self.cpu.median_ms, "latency_cpu_p90_ms": self.cpu.p90_ms} if self.cpu else {}
+        return {"size_mb": self.size_mb, "gzip_mb": self.gzip_mb, **cpu,
                 "latency_gpu_ms": self.gpu.median_ms if self.gpu else None,
                 "ram_mb": self.ram.peak_rss_mb if self.ram and self.ram.runs else None, "vram_mb": self.vram_mb,
-                "threads": self.cpu.threads, "notes": "; ".join(self.notes)}
+                "threads": self.threads, "notes": "; ".join(self.notes)}
 
 
 def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int = env.DEFAULT_THREADS,
             warmup: int = 10, repeats: int = 100, max_seconds: float = 20.0, ram: bool = True,
-            gpu: bool = True, label: str = "") -> Measurement:
+            gpu: bool = True, label: str = "", cpu: bool = True) -> Measurement:
     """Measure a saved model (any format :mod:`common.backends` loads) at ``input_shape``.
 
     CPU latency: ``repeats`` timed calls after ``warmup`` (capped at ``max_seconds``; fewer
@@ -58,7 +59,8 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
     peak RSS of a fresh process that loads the model and runs 10 inferences (under
     :func:`quick_timing` not measured: NaN figures, no registry value, a note). GPU latency and
     VRAM only when CUDA is present and the format runs there; otherwise a note says why they
-    are empty.
+    are empty. ``cpu=False``: no CPU latency here, because the notebook times the model in a
+    paired comparison (:func:`common.speed.compare`), which fills the latency columns.
     """
     path = Path(artifact)
     quick = quick_timing()
@@ -71,12 +73,15 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
     if out_batch != input_shape[0]:  # e.g. a TFLite graph with batch 1 baked into its reshapes
         raise ValueError(f"{path.name} returned a batch of {out_batch} for an input batch of "
                          f"{input_shape[0]}: it has a fixed batch; export it at batch {input_shape[0]}")
-    cpu = timing.measure(lambda: backend.run(prepared), warmup=warmup, repeats=repeats,
-                         max_seconds=max_seconds, batch=input_shape[0], threads=threads,
-                         backend=label or backend.name)
+    if cpu:
+        cpu_stats = timing.measure(lambda: backend.run(prepared), warmup=warmup, repeats=repeats,
+                                   max_seconds=max_seconds, batch=input_shape[0], threads=threads,
+                                   backend=label or backend.name)
+        notes = [f"cpu: median of {cpu_stats.repeats} runs after {warmup} warm-up, batch {input_shape[0]}"
+                 + (f" (quick timing: {QUICK_TIMING_ENV} is set)" if quick else "")]
+    else:
+        cpu_stats, notes = None, [f"cpu: paired comparison (common.speed), batch {input_shape[0]}"]
     env.set_threads(threads)  # some runtimes change torch's global thread count on load
-    notes = [f"cpu: median of {cpu.repeats} runs after {warmup} warm-up, batch {input_shape[0]}"
-             + (f" (quick timing: {QUICK_TIMING_ENV} is set)" if quick else "")]
     if ram and quick:
         ram_stats = memory.MemoryStats(float("nan"), float("nan"), None, runs=0)
         notes.append(f"ram: not measured ({QUICK_TIMING_ENV} is set)")
@@ -102,8 +107,8 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
                                            backend=f"{label or gb.name} (cuda)")
                 vram = memory.peak_memory(path, input_shape, threads=threads, device="cuda").vram_mb
                 notes.append("vram: device memory the runtime took beyond the CUDA context (cudaMemGetInfo)")
-    return Measurement(path, size.size_mb(path), size.gzip_mb(path), cpu, ram_stats,
-                       gpu_stats, vram, notes)
+    return Measurement(path, size.size_mb(path), size.gzip_mb(path), cpu_stats, ram_stats,
+                       gpu_stats, vram, notes, threads)
 
 
 def model_figures(model, input_shape: tuple[int, ...]) -> dict:

@@ -129,8 +129,12 @@ def read_rows(path: Path | None = None) -> list[dict[str, str]]:
         return []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise RegistryError(f"{path} has columns {reader.fieldnames}, expected {list(COLUMNS)}")
+        found = tuple(reader.fieldnames or ())
+        if found != COLUMNS:
+            # a registry written before columns were added: every column it has is known, in order
+            if not (set(KEY) <= set(found) and list(found) == [c for c in COLUMNS if c in found]):
+                raise RegistryError(f"{path} has columns {reader.fieldnames}, expected {list(COLUMNS)}")
+            return [{c: r.get(c, "") for c in COLUMNS} for r in reader]
         return list(reader)
 
 
@@ -349,11 +353,22 @@ def _num(x):
     return x if isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x)) else None
 
 
+def _speedup_cell(r) -> str:
+    """A row's speed-up with its interval, from its own interleaved run (common.speed); rows on dense
+    kernels say that no speed-up is expected."""
+    sp, lo, hi = _num(r.get("speedup")), _num(r.get("speedup_lo")), _num(r.get("speedup_hi"))
+    if sp is None or lo is None or hi is None:
+        return ""
+    cell = f"{sp:.2f} ({lo:.2f}-{hi:.2f})"
+    return cell + (" dense kernels: none expected" if "no speed-up expected" in str(r.get("notes") or "") else "")
+
+
 def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
     """The seeds' comparison table, per (workload, dataset): baseline first, then every other
-    experiment with Δquality (accuracy or mAP50-95, in points of the metric), size ratio and
-    CPU speedup against the hw1 baseline. Rows without a quality number (skipped) keep their
-    notes instead."""
+    experiment with Δquality (accuracy or mAP50-95, in points of the metric), size ratio against
+    the hw1 baseline, and the speed-up each row's homework measured against its reference in one
+    interleaved run (never a ratio of latencies from different runs). Rows without a quality
+    number (skipped) keep their notes instead."""
     import pandas as pd
 
     df = load() if df is None else df
@@ -369,7 +384,7 @@ def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
         for _, r in ordered.iterrows():
             q, b = _num(r[key]), (_num(base[key]) if base is not None else None)
             s, bs = _num(r["size_mb"]), (_num(base["size_mb"]) if base is not None else None)
-            t, bt = _num(r["latency_cpu_ms"]), (_num(base["latency_cpu_ms"]) if base is not None else None)
+            t = _num(r["latency_cpu_ms"])
             row = {"homework": r.homework, "name": r["name"], "method": r.method}
             for c in QUALITY[workload]:
                 row[c] = _fmt(c, r[c])
@@ -381,7 +396,9 @@ def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
             row["size ×"] = f"{bs / s:.2f}" if s and bs else ""
             row["gzip MB"] = _fmt("gzip_mb", r["gzip_mb"])
             row["CPU ms"] = f"{t:.2f}" if t else ""
-            row["speedup ×"] = f"{bt / t:.2f}" if t and bt else ""
+            row["speed-up × (95 % CI)"] = _speedup_cell(r)
+            row["measured against"] = "" if not _num(r.get("speedup")) else (
+                "itself (A/A noise)" if r.get("speedup_vs") == r["name"] else str(r.get("speedup_vs") or ""))
             row["RAM MB"] = f"{_num(r['ram_mb']):.0f}" if _num(r["ram_mb"]) else ""
             row["GPU ms"] = f"{_num(r['latency_gpu_ms']):.2f}" if _num(r["latency_gpu_ms"]) else ""
             row["VRAM MB"] = f"{_num(r['vram_mb']):.0f}" if _num(r["vram_mb"]) else ""
@@ -405,9 +422,10 @@ def pareto_front(x, y) -> list[int]:
     return front
 
 
-def plot_pareto(df, workload: str, dataset: str, x: str = "latency_cpu_ms", ax=None):
-    """Quality vs ``x`` (CPU latency or size) for every measured experiment of a workload,
-    coloured by homework, the Pareto front drawn and its points labelled."""
+def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):
+    """Quality vs ``x`` (the measured speed-up, or size) for every measured experiment of a
+    workload, coloured by homework, the Pareto front drawn and its points labelled. Speed-ups
+    come from each homework's interleaved run against the same baseline file (PyTorch eager)."""
     import matplotlib.pyplot as plt
 
     key = PRIMARY[workload]
@@ -419,7 +437,8 @@ def plot_pareto(df, workload: str, dataset: str, x: str = "latency_cpu_ms", ax=N
     for hw, g in sub.groupby("homework"):
         ax.scatter(g[x], g[key], s=18, alpha=0.7, color=colours.get(hw), label=hw)
     xs, ys = sub[x].tolist(), sub[key].tolist()
-    front = pareto_front(xs, ys)
+    front = pareto_front([-v for v in xs] if x == "speedup" else xs, ys)   # a higher speed-up is better
+    front = sorted(front, key=lambda i: xs[i])
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "k-", lw=1, label="Pareto front")
     for i in front:
         r = sub.iloc[i]
@@ -429,8 +448,9 @@ def plot_pareto(df, workload: str, dataset: str, x: str = "latency_cpu_ms", ax=N
     if base is not None and _num(base[x]):
         ax.scatter([base[x]], [base[key]], marker="*", s=160, color="black", zorder=5, label=f"{base.homework} baseline")
     ax.set_xscale("log")
-    label = {"latency_cpu_ms": "CPU latency", "size_mb": "size on disk"}.get(x, x)
-    ax.set(xlabel={"latency_cpu_ms": "CPU latency, batch 1 (ms, log scale)",
+    label = {"speedup": "speed-up", "latency_cpu_ms": "CPU latency", "size_mb": "size on disk"}.get(x, x)
+    ax.set(xlabel={"speedup": "speed-up over the PyTorch baseline, batch 1, measured in the row's own run (log)",
+                   "latency_cpu_ms": "CPU latency, batch 1 (ms, log scale)",
                    "size_mb": "size on disk (MB, log scale)"}.get(x, x),
            ylabel=key, title=f"{workload} / {dataset}: {key} vs {label}, every experiment")
     ax.legend(fontsize=7, loc="lower right")
@@ -486,20 +506,25 @@ def write_summary(out_dir: Path | None = None, df=None) -> Path:
              "Generated from [`experiments.csv`](experiments.csv) by `python -m common.report` "
              "(run at the end of `make homeworks`); do not edit by hand.", "",
              "Per workload and dataset: the baseline first (hw1's; hw4 trains the Keras twin's), then every experiment of every homework. "
-             "Δ is the quality difference to the baseline in the metric's own units; size × and speedup × "
-             "are baseline / experiment (above 1 is smaller / faster). Latencies come from different "
-             "notebook runs on a shared VM (±30 % between runs): a speedup within a homework, measured "
-             "in one run, is the precise number; across homeworks, read them to one significant figure.", ""]
+             "Δ is the quality difference to the baseline in the metric's own units; size × is baseline / "
+             "experiment (above 1 is smaller). The speed-up is what the row's homework measured in **one "
+             "interleaved run** (`common.speed`: rounds of the reference and each candidate, each runtime in "
+             "its own worker process), the median of per-round ratios with its 95 % bootstrap interval, against "
+             "the row named in *measured against* (every reference is the same PyTorch baseline file, or for "
+             "the Keras twin its TFLite float32 model). Absolute CPU ms are snapshots of the VM at the time "
+             "of each run and are not compared across rows.", ""]
     for (workload, dataset), table in comparison(df).items():
         lines += [f"## {workload} / {dataset}", ""]
         lines.append("| " + " | ".join(table.columns) + " |")
         lines.append("|" + "---|" * len(table.columns))
         lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
         lines.append("")
-        for x in ("latency_cpu_ms", "size_mb"):
+        for x in ("speedup", "size_mb"):
             fig, ax = plt.subplots(figsize=(8, 5))
             plot_pareto(df, workload, dataset, x, ax=ax)
             name = f"pareto_{workload}_{Path(dataset).name}_{x.split('_')[0]}.png"
+            if x == "speedup" and not df[(df.workload == workload) & (df.dataset == dataset)][x].notna().any():
+                continue
             tmp = out_dir / f".{name}.tmp.png"
             fig.tight_layout()
             fig.savefig(tmp, dpi=110, metadata={"Software": None})

@@ -13,7 +13,9 @@ so a failure never leaves a half-executed notebook behind; the failed copy is ke
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -92,6 +94,52 @@ def check_parameters(paths: list[Path], parameters: dict) -> None:
                          "take them):\n  " + "\n  ".join(problems))
 
 
+#: stderr lines of library warnings (``path/site-packages/x.py:12: SomeWarning: ...``): noise to a reader
+_WARNING = re.compile(r"^\S*site-packages/\S+\.py:\d+: \w*Warning: ")
+
+
+def _carriage_returns(text: str) -> str:
+    """What a terminal shows: on each line, only the text after its last carriage return."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def tidy_outputs(nb: dict) -> dict:
+    """The outputs as a reader sees them: each cell's stream outputs of one name merged into one
+    (as nbval merges them before comparing), a progress bar reduced to its final line, and in
+    cells nbval does not compare, library warnings dropped and this machine's paths shortened
+    (the repository to ``.``, the Python environment to ``<venv>``)."""
+    venv = str(Path(sys.prefix))
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code" or not cell.get("outputs"):
+            continue
+        compared = "nbval-check-output" in cell.get("metadata", {}).get("tags", [])
+        merged, streams = [], {}
+        for out in cell["outputs"]:
+            if out.get("output_type") == "stream":
+                text = "".join(out.get("text", ""))
+                if out["name"] in streams:
+                    streams[out["name"]]["text"] += text
+                    continue
+                out = {**out, "text": text}
+                streams[out["name"]] = out
+            merged.append(out)
+        for out in streams.values():
+            text = _carriage_returns(out["text"])
+            if not compared:
+                lines, keep, skip_next = text.split("\n"), [], False
+                for line in lines:
+                    if skip_next and line.startswith("  "):
+                        skip_next = False
+                        continue
+                    skip_next = bool(_WARNING.match(line))
+                    if not skip_next:
+                        keep.append(line)
+                text = "\n".join(keep).replace(venv, "<venv>").replace(str(REPO_ROOT), ".")
+            out["text"] = text
+        cell["outputs"] = [o for o in merged if o.get("output_type") != "stream" or o["text"].strip()]
+    return nb
+
+
 def run(paths: list[Path], parameters: dict, kernel: str | None = None) -> float:
     """Run each notebook in place; returns total seconds. Exits non-zero on the first failure;
     a parameter some notebook does not declare stops the run before it starts."""
@@ -118,6 +166,10 @@ def run(paths: list[Path], parameters: dict, kernel: str | None = None) -> float
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        import nbformat
+
+        executed = nbformat.read(tmp, as_version=4)
+        nbformat.write(nbformat.from_dict(tidy_outputs(executed)), tmp)
         os.replace(tmp, nb)
         seconds = time.perf_counter() - t0
         total += seconds

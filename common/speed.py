@@ -30,7 +30,7 @@ import pickle
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from common import env
 
-ROUNDS, BLOCK, WARMUP = 12, 15, 5
+ROUNDS, BLOCK, WARMUP = 30, 6, 2
 #: under ``make test`` (``NNC_QUICK_TIMING``): few rounds, tiny blocks; no test compares them
 QUICK_ROUNDS, QUICK_BLOCK, QUICK_WARMUP = 3, 3, 1
 #: a difference inside this fraction is never called real, whatever the A/A interval says
@@ -110,6 +110,7 @@ class Speed:
     rounds: int
     block: int
     threads: int
+    batch: int = 1
 
     @property
     def is_reference(self) -> bool:
@@ -189,7 +190,7 @@ def interleave(timers: Mapping[str, Timer], reference: str, *, rounds: int = ROU
 
 def summarize(samples: Mapping[str, list[np.ndarray]], reference: str, *, block: int,
               threads: int, runtimes: Mapping[str, str] | None = None,
-              seed: int = 0) -> dict[str, Speed]:
+              seed: int = 0, batch: int = 1) -> dict[str, Speed]:
     """Per name: median / p90 of all its samples and the speed-up against ``reference``."""
     ref = samples[reference]
     rounds = len(ref) // 2
@@ -208,7 +209,15 @@ def summarize(samples: Mapping[str, list[np.ndarray]], reference: str, *, block:
             ratios = [rm / float(np.median(b)) for rm, b in zip(ref_round, blocks)]
             sp, lo, hi = bootstrap_median(ratios, seed=seed)
         out[name] = Speed(name, reference, runtimes.get(name, ""), float(np.median(pooled)),
-                          float(np.percentile(pooled, 90)), sp, lo, hi, noise, rounds, block, threads)
+                          float(np.percentile(pooled, 90)), sp, lo, hi, noise, rounds, block, threads, batch)
+    return out
+
+
+def round_medians(samples: Mapping[str, list[np.ndarray]], reference: str) -> dict[str, list[float]]:
+    """Per name, its median in each round (the reference's two blocks pooled)."""
+    ref = samples[reference]
+    out = {n: [float(np.median(b)) for b in blocks] for n, blocks in samples.items() if n != reference}
+    out[reference] = [float(np.median(np.concatenate([a, b]))) for a, b in zip(ref[0::2], ref[1::2])]
     return out
 
 
@@ -333,7 +342,7 @@ def compare(reference: str, models: Mapping[str, str | Path], input_shape: tuple
 
     Under ``make test`` (``NNC_QUICK_TIMING``) it runs :data:`QUICK_ROUNDS` tiny rounds.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets needed, no warnings
 
     from common import backends
 
@@ -368,8 +377,9 @@ def compare(reference: str, models: Mapping[str, str | Path], input_shape: tuple
         for w in used:
             if w.alive():
                 w.call("drop")
-    return Comparison(summarize(samples, reference, block=block, threads=threads, runtimes=runtimes),
-                      reference, rounds, block, warmup, threads)
+    return Comparison(summarize(samples, reference, block=block, threads=threads, runtimes=runtimes,
+                                batch=input_shape[0]),
+                      reference, rounds, block, warmup, threads, round_medians(samples, reference))
 
 
 @dataclass
@@ -382,6 +392,7 @@ class Comparison:
     block: int
     warmup: int
     threads: int
+    medians: dict[str, list[float]] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Speed:
         if name not in self.speeds:
@@ -392,6 +403,15 @@ class Comparison:
     def noise(self) -> float:
         return self.speeds[self.reference].noise
 
+    def between(self, name: str, versus: str) -> Speed:
+        """``name`` against another model of the same run (e.g. int8 vs fp32 in one runtime): the
+        median of their per-round ratios and its interval, with this run's noise."""
+        a, b = self[name], self[versus]
+        ratios = [y / x for x, y in zip(self.medians[name], self.medians[versus])]
+        sp, lo, hi = bootstrap_median(ratios)
+        return Speed(name, versus, a.runtime, a.median_ms, a.p90_ms, sp, lo, hi, self.noise,
+                     self.rounds, self.block, self.threads, a.batch)
+
     def frame(self) -> "pandas.DataFrame":
         """One row per model: runtime, median / p90 ms, speed-up and interval, verdict."""
         import pandas as pd
@@ -400,6 +420,18 @@ class Comparison:
                  "p90 ms": round(s.p90_ms, 2), "speed-up": round(s.speedup, 2),
                  "95 % CI": f"{s.lo:.2f}-{s.hi:.2f}", "verdict": s.verdict}
                 for s in self.speeds.values()]
+        return pd.DataFrame(rows)
+
+    def pairs(self, pairs: Sequence[tuple[str, str]]) -> "pandas.DataFrame":
+        """One row per (model, versus) pair of this run (:meth:`between`): the speed-up of each
+        step on its own, e.g. int8 against fp32 inside one runtime, fp32 runtime against eager."""
+        import pandas as pd
+
+        rows = []
+        for name, versus in pairs:
+            s = self.between(name, versus)
+            rows.append({"model": name, "versus": versus, "speed-up": round(s.speedup, 2),
+                         "95 % CI": f"{s.lo:.2f}-{s.hi:.2f}", "verdict": s.verdict})
         return pd.DataFrame(rows)
 
     def describe(self) -> str:

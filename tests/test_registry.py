@@ -18,8 +18,21 @@ def rows(path):
 def test_schema_is_exactly_the_contract():
     assert COLUMNS == tuple(
         "homework,workload,dataset,name,method,precision,recall,map50,map50_95,accuracy,f1,"
-        "sparsity,params,gflops,size_mb,gzip_mb,latency_cpu_ms,latency_cpu_p90_ms,"
+        "sparsity,params,gflops,size_mb,gzip_mb,fitness,latency_cpu_ms,latency_cpu_p90_ms,"
+        "speedup,speedup_lo,speedup_hi,speedup_noise,speedup_vs,pre_ms,infer_ms,post_ms,"
         "latency_gpu_ms,ram_mb,vram_mb,threads,notes".split(","))
+
+
+def test_a_registry_of_the_previous_schema_is_read_with_the_new_columns_empty(tmp_path):
+    path = tmp_path / "experiments.csv"
+    old = [c for c in COLUMNS if not c.startswith(("speedup", "fitness", "pre_", "infer_", "post_"))]
+    path.write_text(",".join(old) + "\n" + ",".join("hw1" if c == "homework" else "x" if c in report.KEY
+                                                    else "" for c in old) + "\n")
+    (row,) = report.read_rows(path)
+    assert tuple(row) == COLUMNS and row["speedup"] == "" and row["homework"] == "hw1"
+    path.write_text("homework,bogus\n")
+    with pytest.raises(report.RegistryError, match="expected"):
+        report.read_rows(path)
 
 
 def test_upsert_inserts_formats_and_replaces_in_place(tmp_path):
@@ -125,19 +138,27 @@ def test_pareto_front_on_known_points():
 def test_comparison_puts_the_baseline_first_with_deltas_and_ratios(tmp_path):
     path = tmp_path / "experiments.csv"
     report.upsert([{**ROW, "name": "int8", "homework": "hw2", "accuracy": 0.98, "size_mb": 10.0,
-                    "latency_cpu_ms": 0.5},
+                    "latency_cpu_ms": 0.5, "speedup": 3.9, "speedup_lo": 3.7, "speedup_hi": 4.1,
+                    "speedup_vs": "fp32 pytorch"},
+                   {**ROW, "name": "sparse", "homework": "hw3", "accuracy": 0.99, "size_mb": 40.0,
+                    "speedup": 1.0, "speedup_lo": 0.97, "speedup_hi": 1.02, "speedup_vs": "hw1 baseline",
+                    "notes": "dense kernels: no speed-up expected (a check)"},
                    {**ROW, "homework": "hw5", "name": "tensorrt", "accuracy": None, "size_mb": None,
                     "latency_cpu_ms": None, "notes": "skipped: no CUDA; more"},
                    {**ROW, "accuracy": 0.99, "size_mb": 40.0, "latency_cpu_ms": 2.0}], path)
     table = report.comparison(report.load(path))[("resnet18", "digits")]
-    assert list(table["name"]) == ["baseline", "int8", "tensorrt"]
+    assert list(table["name"]) == ["baseline", "int8", "sparse", "tensorrt"]
     int8 = table.iloc[1]
-    assert int8["Δaccuracy"] == "-0.0100" and int8["size ×"] == "4.00" and int8["speedup ×"] == "4.00"
-    assert table.iloc[2]["status"] == "skipped: no CUDA"
+    # the speed-up is the row's own paired measurement, never baseline ms / row ms (2.0 / 0.5 = 4)
+    assert int8["Δaccuracy"] == "-0.0100" and int8["size ×"] == "4.00"
+    assert int8["speed-up × (95 % CI)"] == "3.90 (3.70-4.10)" and int8["measured against"] == "fp32 pytorch"
+    assert table.iloc[2]["speed-up × (95 % CI)"] == "1.00 (0.97-1.02) dense kernels: none expected"
+    assert table.iloc[3]["status"] == "skipped: no CUDA"
     readme = report.write_summary(tmp_path)
     text = readme.read_text()
     assert "| hw1 | baseline |" in text and "## Environment" in text and "ISA:" in text
-    assert (tmp_path / "pareto_resnet18_digits_latency.png").stat().st_size > 1000
+    assert (tmp_path / "pareto_resnet18_digits_speedup.png").stat().st_size > 1000
+    assert (tmp_path / "pareto_resnet18_digits_size.png").stat().st_size > 1000
     assert not list(tmp_path.glob(".*tmp*"))
 
 

@@ -102,3 +102,29 @@ def test_readme_states_the_compared_cell_counts_as_the_notebooks_have_them():
     readme = (run_all.REPO_ROOT / "README.md").read_text()
     assert run_all.nbval_counts() in " ".join(readme.split()), \
         "README's count of nbval-compared cells is out of date: paste common.run_all.nbval_counts()"
+
+
+def test_tidy_outputs_leaves_what_a_reader_sees():
+    import sys
+
+    from common.env import REPO_ROOT
+    from common.run_all import tidy_outputs
+
+    warn = f"{sys.prefix}/lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n  from x import y\n"
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [
+            {"output_type": "stream", "name": "stderr", "text": warn + "\rbar:   0%| 0/3"},
+            {"output_type": "stream", "name": "stdout", "text": f"saved {REPO_ROOT}/results/x.csv\n"},
+            {"output_type": "stream", "name": "stderr", "text": "\rbar:  50%| 1/3"},
+            {"output_type": "stream", "name": "stderr", "text": ["\rbar: 100%| 3/3", "\n"]},
+            {"output_type": "execute_result", "data": {"text/plain": "1"}}]},
+        {"cell_type": "code", "metadata": {"tags": ["nbval-check-output"]}, "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": f"{REPO_ROOT}/a\r"},
+            {"output_type": "stream", "name": "stdout", "text": "b\n"}]},
+        {"cell_type": "markdown", "source": "x"}]}
+    out = tidy_outputs(nb)["cells"]
+    first = out[0]["outputs"]
+    assert [o["output_type"] for o in first] == ["stream", "stream", "execute_result"]
+    assert first[0]["text"] == "bar: 100%| 3/3\n"                  # warning gone, bar on one line
+    assert first[1]["text"] == "saved ./results/x.csv\n"
+    assert out[1]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "b\n"}]  # compared: only merged
