@@ -389,13 +389,17 @@ def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
             for c in QUALITY[workload]:
                 row[c] = _fmt(c, r[c])
             row[f"Δ{key}"] = f"{q - b:+.4f}" if q is not None and b is not None else ""
+            row["fitness"] = _fmt("fitness", r.get("fitness"))
+            e2e = [_num(r.get(c)) for c in ("pre_ms", "infer_ms", "post_ms")]
+            row["ultralytics pre / inference / NMS ms"] = (" / ".join(f"{v:.2f}" for v in e2e)
+                                                            if all(v is not None for v in e2e) else "")
             row["sparsity"] = _fmt("sparsity", r["sparsity"])
             row["params"] = _fmt("params", r["params"])
             row["GFLOPs"] = _fmt("gflops", r["gflops"])
             row["size MB"] = _fmt("size_mb", r["size_mb"])
             row["size ×"] = f"{bs / s:.2f}" if s and bs else ""
             row["gzip MB"] = _fmt("gzip_mb", r["gzip_mb"])
-            row["CPU ms"] = f"{t:.2f}" if t else ""
+            row["CPU ms (snapshot)"] = f"{t:.2f}" if t else ""
             row["speed-up × (95 % CI)"] = _speedup_cell(r)
             row["measured against"] = "" if not _num(r.get("speedup")) else (
                 "itself (A/A noise)" if r.get("speedup_vs") == r["name"] else str(r.get("speedup_vs") or ""))

@@ -94,8 +94,20 @@ def check_parameters(paths: list[Path], parameters: dict) -> None:
                          "take them):\n  " + "\n  ".join(problems))
 
 
-#: stderr lines of library warnings (``path/site-packages/x.py:12: SomeWarning: ...``): noise to a reader
-_WARNING = re.compile(r"^\S*site-packages/\S+\.py:\d+: \w*Warning: ")
+#: library warnings (``path/x.py:12: SomeWarning: ...``, followed by an indented source line): noise
+_WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
+#: other library log lines: glog / absl (``W1201 11:58:45.490000 30367 file.py:630] ...``), the root logger
+#: of Google's quantizer, TFLite's delegate banner
+_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|WARNING:root:|"
+                  r"INFO: Created TensorFlow Lite XNNPACK delegate)")
+#: ``rich`` console output (litert-torch's converter log) as Jupyter shows it
+_RICH = '<pre style="white-space:pre;overflow-x:auto;line-height:normal;font-family:Menlo'
+
+
+def _library_log(out: dict) -> bool:
+    """Whether an output is a library's rich-console log line (a display_data of its own)."""
+    html = out.get("data", {}).get("text/html", "")
+    return out.get("output_type") == "display_data" and "".join(html).startswith(_RICH)
 
 
 def _carriage_returns(text: str) -> str:
@@ -106,8 +118,9 @@ def _carriage_returns(text: str) -> str:
 def tidy_outputs(nb: dict) -> dict:
     """The outputs as a reader sees them: each cell's stream outputs of one name merged into one
     (as nbval merges them before comparing), a progress bar reduced to its final line, and in
-    cells nbval does not compare, library warnings dropped and this machine's paths shortened
-    (the repository to ``.``, the Python environment to ``<venv>``)."""
+    cells nbval does not compare, library warnings and log lines dropped (:data:`_WARNING`,
+    :data:`_LOG`, ``rich`` console logs) and this machine's paths shortened (the repository to
+    ``.``, the Python environment to ``<venv>``)."""
     venv = str(Path(sys.prefix))
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code" or not cell.get("outputs"):
@@ -132,11 +145,12 @@ def tidy_outputs(nb: dict) -> dict:
                         skip_next = False
                         continue
                     skip_next = bool(_WARNING.match(line))
-                    if not skip_next:
+                    if not skip_next and not _LOG.match(line):
                         keep.append(line)
                 text = "\n".join(keep).replace(venv, "<venv>").replace(str(REPO_ROOT), ".")
             out["text"] = text
-        cell["outputs"] = [o for o in merged if o.get("output_type") != "stream" or o["text"].strip()]
+        cell["outputs"] = [o for o in merged if (o.get("output_type") != "stream" or o["text"].strip())
+                           and (compared or not _library_log(o))]
     return nb
 
 

@@ -30,7 +30,7 @@ import pickle
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -38,15 +38,23 @@ import numpy as np
 
 from common import env
 
-ROUNDS, BLOCK, WARMUP = 30, 6, 2
+ROUNDS, BLOCK, WARMUP = 20, 6, 2
 #: under ``make test`` (``NNC_QUICK_TIMING``): few rounds, tiny blocks; no test compares them
 QUICK_ROUNDS, QUICK_BLOCK, QUICK_WARMUP = 3, 3, 1
 #: a difference inside this fraction is never called real, whatever the A/A interval says
 MIN_NOISE = 0.03
 CONFIDENCE = 0.95
 BOOTSTRAP = 2000
+#: a block lasts at least this long: a fast model gets more calls per block (up to MAX_BLOCK), so that
+#: a sub-millisecond model is not timed in blocks shorter than the scheduler's time slice
+MIN_BLOCK_MS, MAX_BLOCK = 25.0, 200
 #: seconds between blocks, so that a runtime's spinning worker threads go idle before the next
-PAUSE_S = 0.02
+PAUSE_S = 0.005
+#: longer pauses after a block of these runtimes: ONNX Runtime's intra-op threads keep spinning after
+#: a call returns. Measured on hw2's detector set (2-vCPU AMD EPYC): with 5 ms after every block the
+#: TFLite fp32 model came out 3.1-3.7x faster than PyTorch when ONNX Runtime sessions were in the run
+#: and 5.3-5.6x when they were not; 30 ms gave 4.4x, 100 ms 5.0x
+COOLDOWN_S = {"onnxruntime": 0.1}
 #: the registry columns a paired comparison fills (``common.report.COLUMNS``)
 COLUMNS = ("latency_cpu_ms", "latency_cpu_p90_ms", "speedup", "speedup_lo", "speedup_hi",
            "speedup_noise", "speedup_vs")
@@ -91,7 +99,7 @@ def bootstrap_median(values: Sequence[float], *, confidence: float = CONFIDENCE,
     boots = np.median(np.random.default_rng(seed).choice(a, size=(resamples, a.size)), axis=1)
     tail = (1 - confidence) / 2 * 100
     lo, hi = np.percentile(boots, [tail, 100 - tail])
-    return med, float(lo), float(hi)
+    return med, min(float(lo), med), max(float(hi), med)   # the interval always holds its estimate
 
 
 @dataclass(frozen=True)
@@ -165,8 +173,10 @@ def against_target(s: Speed, target: float) -> str:
 
 def interleave(timers: Mapping[str, Timer], reference: str, *, rounds: int = ROUNDS,
                block: int = BLOCK, warmup: int = WARMUP, pause: float = 0.0,
+               pause_after: Mapping[str, float] | None = None,
                progress: Callable[[], None] | None = None) -> dict[str, list[np.ndarray]]:
     """Time every timer in ``rounds`` rounds: reference, each candidate (rotated), reference.
+    Before each block it waits ``pause`` seconds, or ``pause_after[previous]`` after that model.
 
     Returns per name a list (one entry per round) of that round's samples in ms; the
     reference's list has two entries per round (its first and its closing block).
@@ -177,11 +187,14 @@ def interleave(timers: Mapping[str, Timer], reference: str, *, rounds: int = ROU
         raise SpeedError(f"need rounds >= 2, block >= 1, warmup >= 0; got {rounds}, {block}, {warmup}")
     cands = [n for n in timers if n != reference]
     out: dict[str, list[np.ndarray]] = {n: [] for n in timers}
+    pause_after, previous = pause_after or {}, None
     for r in range(rounds):
         k = r % len(cands) if cands else 0
         for name in [reference, *cands[k:], *cands[:k], reference]:
-            if pause:
-                time.sleep(pause)
+            wait = pause_after.get(previous, pause)
+            if wait:
+                time.sleep(wait)
+            previous = name
             out[name].append(np.asarray(timers[name](warmup, block), dtype=float))
         if progress:
             progress()
@@ -244,6 +257,9 @@ def _serve(conn, kind: str, threads: int) -> None:
                 b.run(prepared)
                 models[key] = (b, prepared)
                 conn.send(("ok", b.name))
+            elif msg[0] == "probe":   # median of 5 calls: how many calls make a block last MIN_BLOCK_MS
+                b, prepared = models[msg[1]]
+                conn.send(("ok", float(np.median(time_calls(lambda: b.run(prepared), 1, 5)))))
             elif msg[0] == "time":
                 _, key, warmup, n = msg
                 b, prepared = models[key]
@@ -360,26 +376,30 @@ def compare(reference: str, models: Mapping[str, str | Path], input_shape: tuple
         kinds[name] = backends.kind_of(path)
     rounds, block, warmup = _settings(rounds, block, warmup)
     timers: dict[str, Timer] = {}
-    runtimes = {}
+    runtimes, blocks = {}, {}
     used = set()
+    quick = rounds == QUICK_ROUNDS and block == QUICK_BLOCK
     try:
         for i, (name, path) in enumerate(models.items()):
             w = worker(kinds[name], threads)
             used.add(w)
             key = f"m{i}"
             runtimes[name] = w.call("load", key, str(path), tuple(input_shape))
-            timers[name] = (lambda w, key: lambda wu, n: w.call("time", key, wu, n))(w, key)
+            first_ms = w.call("probe", key)
+            blocks[name] = block if quick else min(MAX_BLOCK, max(block, math.ceil(MIN_BLOCK_MS / max(first_ms, 1e-3))))
+            timers[name] = (lambda w, key, n_calls: lambda wu, n: w.call("time", key, wu, n_calls))(w, key, blocks[name])
         bar = tqdm(total=rounds, desc=desc, leave=True, mininterval=2.0)
-        samples = interleave(timers, reference, rounds=rounds, block=block, warmup=warmup,
-                             pause=PAUSE_S, progress=bar.update)
+        samples = interleave(timers, reference, rounds=rounds, block=block, warmup=warmup, pause=PAUSE_S,
+                             pause_after={n: COOLDOWN_S[k] for n, k in kinds.items() if k in COOLDOWN_S},
+                             progress=bar.update)
         bar.close()
     finally:
         for w in used:
             if w.alive():
                 w.call("drop")
-    return Comparison(summarize(samples, reference, block=block, threads=threads, runtimes=runtimes,
-                                batch=input_shape[0]),
-                      reference, rounds, block, warmup, threads, round_medians(samples, reference))
+    speeds = summarize(samples, reference, block=block, threads=threads, runtimes=runtimes, batch=input_shape[0])
+    speeds = {n: replace(s, block=blocks[n]) for n, s in speeds.items()}
+    return Comparison(speeds, reference, rounds, block, warmup, threads, round_medians(samples, reference))
 
 
 @dataclass
@@ -436,7 +456,11 @@ class Comparison:
 
     def describe(self) -> str:
         """How it was measured, one sentence (for under the table)."""
-        return (f"Timed in one run: {self.rounds} interleaved rounds of {self.block} calls per model "
+        most = max(s.block for s in self.speeds.values())
+        calls = (f"{self.block} calls per model" if most == self.block else
+                 f"{self.block} calls per model (more for a fast model, up to {most}, so that a block lasts at "
+                 f"least {MIN_BLOCK_MS:g} ms)")
+        return (f"Timed in one run: {self.rounds} interleaved rounds of {calls} "
                 f"after {self.warmup} warm-up calls each, batch as given, {self.threads} threads, "
                 f"each runtime in its own worker process; speed-up = median over rounds of the "
                 f"reference's time / the model's, 95 % bootstrap interval over rounds; the reference's "

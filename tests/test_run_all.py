@@ -75,7 +75,8 @@ def test_papermill_parameters_take_effect_in_hw1(tmp_path, monkeypatch):
     with open(tmp_path / "results" / "experiments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["workload"], r["name"]) for r in rows] == [("resnet18", "baseline")]
-    assert rows[0]["notes"].startswith("1 epochs") and "5 runs after 1 warm-up" in rows[0]["notes"]
+    assert rows[0]["notes"].startswith("1 epochs") and "cpu: paired comparison (common.speed)" in rows[0]["notes"]
+    assert rows[0]["speedup_vs"] == "baseline"        # timed by the paired harness, against itself (A/A)
 
 
 def test_a_parameter_a_notebook_does_not_declare_stops_the_run_before_it_starts(tmp_path, capsys):
@@ -117,6 +118,11 @@ def test_tidy_outputs_leaves_what_a_reader_sees():
             {"output_type": "stream", "name": "stdout", "text": f"saved {REPO_ROOT}/results/x.csv\n"},
             {"output_type": "stream", "name": "stderr", "text": "\rbar:  50%| 1/3"},
             {"output_type": "stream", "name": "stderr", "text": ["\rbar: 100%| 3/3", "\n"]},
+            {"output_type": "stream", "name": "stderr",
+             "text": "W1201 11:58:45.490000 30367 torch/utils/_pytree.py:630] <enum> deprecated\n"
+                     "WARNING:root:The model x.tflite already exists\n"},
+            {"output_type": "display_data", "data": {"text/plain": "(00:00) [START] LiteRT-Torch Convert",
+             "text/html": '<pre style="white-space:pre;overflow-x:auto;line-height:normal;font-family:Menlo">x</pre>'}},
             {"output_type": "execute_result", "data": {"text/plain": "1"}}]},
         {"cell_type": "code", "metadata": {"tags": ["nbval-check-output"]}, "outputs": [
             {"output_type": "stream", "name": "stdout", "text": f"{REPO_ROOT}/a\r"},

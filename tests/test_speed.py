@@ -137,3 +137,16 @@ def test_compare_end_to_end_in_worker_processes(tmp_path, monkeypatch):
     assert "A/A noise" in c.describe()
     with pytest.raises(KeyError, match="was not timed"):
         c["missing"]
+
+
+def test_a_fast_model_gets_blocks_of_at_least_min_block_ms(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.delenv("NNC_QUICK_TIMING", raising=False)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    onnx = tmp_path / "tiny.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 8, 8), str(onnx), dynamo=False)
+    c = speed.compare("a", {"a": onnx, "b": onnx}, (1, 3, 8, 8), threads=1, rounds=2, block=2, warmup=0)
+    # a call of this network takes far less than MIN_BLOCK_MS / 2: each block has more calls than asked
+    assert 2 < c["a"].block <= speed.MAX_BLOCK and c.rounds == 2
+    assert "more for a fast model" in c.describe()
