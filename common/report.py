@@ -452,6 +452,7 @@ def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):
     if base is not None and _num(base[x]):
         ax.scatter([base[x]], [base[key]], marker="*", s=160, color="black", zorder=5, label=f"{base.homework} baseline")
     ax.set_xscale("log")
+    ax.margins(x=0.25)   # room for the labels of the front's last points
     label = {"speedup": "speed-up", "latency_cpu_ms": "CPU latency", "size_mb": "size on disk"}.get(x, x)
     ax.set(xlabel={"speedup": "speed-up over the PyTorch baseline, batch 1, measured in the row's own run (log)",
                    "latency_cpu_ms": "CPU latency, batch 1 (ms, log scale)",

@@ -96,9 +96,9 @@ def check_parameters(paths: list[Path], parameters: dict) -> None:
 
 #: library warnings (``path/x.py:12: SomeWarning: ...``, followed by an indented source line): noise
 _WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
-#: other library log lines: glog / absl (``W1201 11:58:45.490000 30367 file.py:630] ...``), the root logger
-#: of Google's quantizer, TFLite's delegate banner
-_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|WARNING:root:|"
+#: other library log lines: glog / absl (``W1201 11:58:45.490000 30367 file.py:630] ...``), Python
+#: logging's default format below ERROR (``INFO:nncf:...``, ``WARNING:root:...``), TFLite's banner
+_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|(DEBUG|INFO|WARNING):[\w.]+:|"
                   r"INFO: Created TensorFlow Lite XNNPACK delegate)")
 #: ``rich`` console output (litert-torch's converter log) as Jupyter shows it
 _RICH = '<pre style="white-space:pre;overflow-x:auto;line-height:normal;font-family:Menlo'

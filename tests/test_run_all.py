@@ -120,7 +120,8 @@ def test_tidy_outputs_leaves_what_a_reader_sees():
             {"output_type": "stream", "name": "stderr", "text": ["\rbar: 100%| 3/3", "\n"]},
             {"output_type": "stream", "name": "stderr",
              "text": "W1201 11:58:45.490000 30367 torch/utils/_pytree.py:630] <enum> deprecated\n"
-                     "WARNING:root:The model x.tflite already exists\n"},
+                     "WARNING:root:The model x.tflite already exists\n"
+                     "INFO:nncf:34 ignored nodes were found by names in the NNCFGraph\n"},
             {"output_type": "display_data", "data": {"text/plain": "(00:00) [START] LiteRT-Torch Convert",
              "text/html": '<pre style="white-space:pre;overflow-x:auto;line-height:normal;font-family:Menlo">x</pre>'}},
             {"output_type": "execute_result", "data": {"text/plain": "1"}}]},
