@@ -30,7 +30,7 @@ import pickle
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -476,11 +476,6 @@ class Comparison:
             timed = names.get(row["name"], row["name"])
             if timed in self.speeds:
                 row.update(self.speeds[timed].columns(), speedup_vs=row_of.get(self.reference, self.reference))
-
-
-def as_dict(s: Speed) -> dict:
-    """A :class:`Speed` as plain data (JSON-ready), with its verdict."""
-    return {**asdict(s), "verdict": s.verdict}
 
 
 def row_words(row: Mapping) -> str:
