@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 import subprocess
@@ -112,3 +113,212 @@ def save(rows: list[dict], name: str, out_dir: Path | None = None) -> Path:
         w.writerows(rows)
     os.replace(tmp, path)
     return path
+
+
+# --- why two tools disagree: each step measured, in a fresh process --------------------------
+
+#: rounds of a gap study (interleaved, like :mod:`common.speed`); under quick timing 2
+GAP_ROUNDS = 6
+
+
+def _speeds(timers: dict, reference: str, rounds: int, threads: int, block: int = 10, warmup: int = 3) -> dict:
+    """Interleave ``timers`` (:func:`common.speed.interleave`) and summarize them as plain dicts,
+    adding each candidate's speed-up against the one before it in ``timers`` (same rounds)."""
+    from dataclasses import asdict
+
+    from common import speed
+
+    samples = speed.interleave(timers, reference, rounds=rounds, block=block, warmup=warmup, pause=speed.PAUSE_S)
+    s = speed.summarize(samples, reference, block=block, threads=threads)
+    medians = speed.round_medians(samples, reference)
+    out, names = {}, list(timers)
+    for i, name in enumerate(names):
+        d = asdict(s[name])
+        if i:
+            prev = names[i - 1]
+            # this step's speed-up against the one before it: the previous median over this one, per round
+            d["step"], d["step_lo"], d["step_hi"] = speed.bootstrap_median(
+                [a / b for a, b in zip(medians[prev], medians[name])])
+        out[name] = d
+    return out
+
+
+def _openvino_study(xml: str, shape: list[int], threads: int, rounds: int) -> dict:
+    """Our OpenVINO call against benchmark_app's loop, on one IR, in this (fresh) process."""
+    import openvino as ov
+
+    from common import backends
+
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ours = backends.load(xml, threads=threads)
+    xo = ours.prepare(x)
+    req = ours.handle.create_infer_request()
+    req.set_input_tensor(ov.Tensor(x.copy()))
+    plain = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+                                                      "INFERENCE_PRECISION_HINT": "f32"})
+    req2 = plain.create_infer_request()
+    req2.set_input_tensor(ov.Tensor(x.copy()))
+    from common.speed import time_calls
+
+    timers = {"ours": lambda wu, n: time_calls(lambda: ours.run(xo), wu, n),
+              "input preset": lambda wu, n: time_calls(req.infer, wu, n),
+              "no latency hint": lambda wu, n: time_calls(req2.infer, wu, n)}
+    return _speeds(timers, "ours", rounds, threads)
+
+
+def _ultralytics_study(artifact: str, data: str, img_size: int, threads: int, rounds: int) -> dict:
+    """Our bare runtime, ultralytics' AutoBackend wrapper and its validator's per-image inference
+    time (the figure ``benchmark`` reports) on one file, interleaved, in this (fresh) process."""
+    import torch
+
+    from common import backends, workloads
+    from common.speed import time_calls
+
+    p = Path(artifact)
+    src = str(p.parent if p.suffix == ".xml" else p)
+    env.set_threads(threads)
+    from ultralytics.nn.autobackend import AutoBackend
+
+    x = np.random.default_rng(0).random((1, 3, img_size, img_size), dtype=np.float32)
+    bare = backends.load(p, threads=threads)
+    xb = bare.prepare(x)
+    wrapper = AutoBackend(src, device=torch.device("cpu"), verbose=False)
+    xt = torch.from_numpy(x)
+    y = workloads.yolo(src)
+
+    def validator(wu, n):      # one pass over the validation split, as ultralytics' benchmark runs it
+        r = y.val(data=data, batch=1, imgsz=img_size, device="cpu", rect=False, plots=False, verbose=False,
+                  conf=0.001)
+        env.set_threads(threads)   # ultralytics resets torch's threads in select_device()
+        return [float(r.speed["inference"])]
+
+    timers = {"bare": lambda wu, n: time_calls(lambda: bare.run(xb), wu, n),
+              "wrapper": lambda wu, n: time_calls(lambda: wrapper(xt), wu, n),
+              "validator": validator}
+    return _speeds(timers, "bare", rounds, threads, block=20, warmup=10)
+
+
+_STUDIES = {"openvino": _openvino_study, "ultralytics": _ultralytics_study}
+
+
+def _isolated(study: str, timeout: int = 900, **kwargs) -> dict:
+    """Run a study in a fresh process (``python -m common.crosscheck STUDY ARGS OUT``) that imports
+    only what it needs; its libraries' prints go nowhere. Returns its result."""
+    import json
+    import tempfile
+
+    from common.measure import quick_timing
+
+    if study not in _STUDIES:
+        raise ValueError(f"unknown study {study!r}; choose one of {sorted(_STUDIES)}")
+    kwargs.setdefault("rounds", 2 if quick_timing() else GAP_ROUNDS)
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "result.json"
+        proc = subprocess.run([sys.executable, "-m", "common.crosscheck", study, json.dumps(kwargs), str(out)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=env.REPO_ROOT,
+                              timeout=timeout)
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"the {study} study failed ({proc.returncode}): "
+                               + "\n".join(proc.stderr.strip().splitlines()[-5:]))
+        return json.loads(out.read_text())
+
+
+COLUMN = "against the step above"
+
+
+def _ratio_cell(d: dict) -> str:
+    """A step measured in the same run as the one above: its verdict (:func:`common.speed.words`)."""
+    from common import speed
+
+    return speed.words(d["step"], d["step_lo"], d["step_hi"], d["noise"])
+
+
+def _moment_cell(this_ms: float, above_ms: float, why: str) -> str:
+    """A step timed at another moment or in another process: a plain time ratio, no verdict."""
+    return f"time x{this_ms / above_ms:.2f} ({why}: no interval, no verdict)"
+
+
+def openvino_gap(xml: str | Path, input_shape: tuple[int, ...], harness_ms: float, *,
+                 threads: int = env.DEFAULT_THREADS, log_dir: Path | None = None) -> "pandas.DataFrame":
+    """Why our OpenVINO median and ``benchmark_app``'s differ, step by step on one IR: our harness
+    (``harness_ms``, measured earlier), our call alone in a fresh process, the input tensor set once
+    (benchmark_app's loop), compiled without the latency hint (benchmark_app's ``-hint none``; these
+    three interleaved in one run, each step's ratio with its 95 % interval), then benchmark_app
+    itself, run right after. Returns one row per step."""
+    import pandas as pd
+
+    p = Path(xml)
+    xml = sorted(p.glob("*.xml"))[0] if p.is_dir() else p
+    s = _isolated("openvino", xml=str(xml), shape=list(input_shape), threads=threads)
+    tool = benchmark_app(xml, input_shape, threads=threads, log_dir=log_dir)
+    rows = [{"step": "our harness (section 4, interleaved)", "median ms": harness_ms,
+             COLUMN: ""},
+            {"step": "our call, fresh process", "median ms": s["ours"]["median_ms"],
+             COLUMN: _moment_cell(s["ours"]["median_ms"], harness_ms, "another moment")},
+            {"step": "input set once (as benchmark_app)", "median ms": s["input preset"]["median_ms"],
+             COLUMN: _ratio_cell(s["input preset"])},
+            {"step": "no latency hint (as benchmark_app)",
+             "median ms": s["no latency hint"]["median_ms"],
+             COLUMN: _ratio_cell(s["no latency hint"])},
+            {"step": f"benchmark_app ({tool['count']:.0f} calls, right after)",
+             "median ms": tool["median_ms"],
+             COLUMN: _moment_cell(tool["median_ms"], s["no latency hint"]["median_ms"], "another process")}]
+    df = pd.DataFrame(rows)
+    df["median ms"] = df["median ms"].round(2)
+    return df
+
+
+def ultralytics_gap(artifact: str | Path, data: str | Path, img_size: int, harness_ms: float, benchmark_ms: float,
+                    *, threads: int = env.DEFAULT_THREADS) -> "pandas.DataFrame":
+    """Why our median and ultralytics' ``benchmark`` differ, step by step on one file: our harness
+    (``harness_ms``), the bare runtime in a fresh process with ultralytics loaded, ultralytics'
+    AutoBackend wrapper (torch → numpy → runtime → torch), its validator's per-image inference
+    time over one pass of the validation split (the three interleaved in one run), then
+    ``benchmark_ms``, what ``benchmark`` reported on its own export earlier."""
+    import pandas as pd
+
+    s = _isolated("ultralytics", artifact=str(artifact), data=str(data), img_size=img_size, threads=threads)
+    rows = [{"step": "our harness (section 4, interleaved)", "median ms": harness_ms,
+             COLUMN: ""},
+            {"step": "bare runtime, fresh process", "median ms": s["bare"]["median_ms"],
+             COLUMN: _moment_cell(s["bare"]["median_ms"], harness_ms, "another moment")},
+            {"step": "AutoBackend wrapper, warm", "median ms": s["wrapper"]["median_ms"],
+             COLUMN: _ratio_cell(s["wrapper"])},
+            {"step": f"validator: mean per image, one pass ({s['validator']['rounds']} passes)",
+             "median ms": s["validator"]["median_ms"],
+             COLUMN: _ratio_cell(s["validator"])},
+            {"step": "ultralytics benchmark (its export, earlier)", "median ms": benchmark_ms,
+             COLUMN: _moment_cell(benchmark_ms, s["validator"]["median_ms"], "another moment")}]
+    df = pd.DataFrame(rows)
+    df["median ms"] = df["median ms"].round(2)
+    return df
+
+
+def largest_step(steps: "pandas.DataFrame") -> str:
+    """One sentence: the tool's figure against ours and the step that moves it most, with that
+    step's verdict when it was measured in the same run as the step above."""
+    ms = steps["median ms"].tolist()
+    factors = [b / a for a, b in zip(ms, ms[1:])]
+    i = max(range(len(factors)), key=lambda k: abs(math.log(factors[k]))) + 1
+    cell = str(steps[COLUMN].iloc[i]) if COLUMN in steps else ""
+    how = ("timed at another moment or in another process: no verdict" if not cell or cell.startswith("time x")
+           else f"in the same run: {cell}")
+    return (f"theirs {ms[-1]:.2f} ms against ours {ms[0]:.2f} ms (time ×{ms[-1] / ms[0]:.2f}); the largest single step: "
+            f"\"{steps['step'].iloc[i]}\" (time ×{factors[i - 1]:.2f}; {how})")
+
+
+def _main(argv: list[str]) -> None:
+    """Study entry point: ``STUDY JSON-ARGS OUT-PATH``; the result is written to OUT-PATH."""
+    import json
+
+    study, args, out = argv[0], json.loads(argv[1]), Path(argv[2])
+    if study not in _STUDIES:
+        raise SystemExit(f"unknown study {study!r}; choose one of {sorted(_STUDIES)}")
+    result = _STUDIES[study](**args)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, out)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -32,16 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common import backends, data, env, export, memory, timing, train, workloads
+from common import backends, data, env, export, memory, report, timing, train, workloads
 
 BATCHES = (1, 32)
 #: (runtime, precision) measured for every workload; the detector adds :data:`ENGINES`
 RUNTIMES = (("pytorch", "fp32"), ("pytorch", "fp16"), ("torchscript", "fp32"),
             ("onnxruntime", "fp32"), ("tensorrt (onnxruntime)", "fp16"))
 ENGINES = (("tensorrt (engine)", "fp32"), ("tensorrt (engine)", "fp16"), ("tensorrt (engine)", "int8"))
-COLUMNS = ("workload", "dataset", "runtime", "precision", "batch", "latency_gpu_ms", "latency_gpu_p90_ms",
-           "throughput_ips", "vram_mb", "parity", "notes")
-TRAIN_COLUMNS = ("workload", "dataset", "device", "seconds_per_epoch", "threads", "quality", "notes")
+#: the GPU tables' schema lives in :mod:`common.report` (which renders them in the results README)
+COLUMNS, TRAIN_COLUMNS = report.GPU_COLUMNS, report.GPU_TRAIN_COLUMNS
 
 
 def cases(workload_names=("resnet18", "yolov8n"), batches=BATCHES) -> list[dict]:
@@ -191,21 +190,9 @@ def environment() -> str:
                                 capture_output=True, text=True, timeout=30).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         driver = "unknown (no nvidia-smi)"
-    from common import report
-
     return (f"GPU: {env.gpu_name()}; driver {driver}; CUDA {torch.version.cuda}; cuDNN "
             f"{torch.backends.cudnn.version()}; CPU training with {workloads.TRAIN_THREADS} threads.\n\n"
             + report.environment_stamp("common.gpu"))
-
-
-def markdown(rows: list[dict], columns) -> list[str]:
-    def cell(v):
-        if v is None or v == "":
-            return ""
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-            + ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows])
 
 
 def write(out: Path, rows: list[dict], train_rows: list[dict]) -> None:
@@ -220,8 +207,8 @@ def write(out: Path, rows: list[dict], train_rows: list[dict]) -> None:
              "README.md": "\n".join(["# GPU results", "",
                                      "Written by `make gpu` (`python -m common.gpu`); kept apart from the CPU rows of "
                                      "`results/experiments.csv`, which the notebooks make on the CPU.", "",
-                                     "## Training time per epoch", "", *markdown(train_rows, TRAIN_COLUMNS), "",
-                                     "## Inference on the GPU", "", *markdown(rows, COLUMNS), "",
+                                     "## Training time per epoch", "", *report.markdown_table(train_rows, TRAIN_COLUMNS), "",
+                                     "## Inference on the GPU", "", *report.markdown_table(rows, COLUMNS), "",
                                      "## Environment", "", stamp, ""])}
     for name, text in files.items():
         tmp = out / f".{name}.tmp"

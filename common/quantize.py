@@ -29,10 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from common import data as data_mod
-
-
-class QuantizationError(ValueError):
-    """Quantization settings that make no sense (bits out of range, a bad axis)."""
+from common.errors import QuantizationError  # noqa: F401  (raised here; part of this module's API)
 
 
 # --------------------------------------------------------------------------- from scratch

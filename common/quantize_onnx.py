@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import QuantizationError
+
 
 def _error(message: str) -> ValueError:
-    """:class:`common.quantize.QuantizationError` (imported late: ``common.quantize`` imports
-    this module)."""
-    from common.quantize import QuantizationError
-
+    """:class:`common.errors.QuantizationError`, the error :mod:`common.quantize` raises too."""
     return QuantizationError(message)
+
 
 #: ONNX Runtime's int8 weight codes with ``reduce_range``: [-64, 64] instead of [-127, 127]
 REDUCED_QMAX = 64

@@ -6,13 +6,15 @@ machine. :func:`table` puts them side by side (:class:`Table`), :meth:`Table.ran
 column, and :meth:`Table.changes` says in words where batching or the device changes the
 fastest runtime, and whether the lead is larger than the timing spread of the two runtimes
 (p90 over median) and than :data:`MIN_LEAD`: a smaller lead is reported as a tie, not a new winner.
+Where a column was timed in one interleaved run (:mod:`common.speed`), its paired verdict decides
+the tie instead (``ties``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 #: A lead below this fraction is a tie whatever the run's own spread: the same hw5 cell, run three
 #: times in one session on the 2-core VM, gave ResNet-18's ONNX Runtime 113, 138 and 130 images/s at
@@ -37,6 +39,9 @@ class Table:
 
     throughput: Any    # pandas.DataFrame
     spread: Any        # pandas.DataFrame, same shape
+    #: per column, a paired verdict ``tied(a, b)`` from one interleaved run (:meth:`common.speed.
+    #: Comparison.tied`); it replaces the spread rule there
+    ties: Mapping[tuple, Callable[[str, str], bool]] | None = None
 
     def ranks(self) -> "pd.DataFrame":
         """Rank of every runtime in each column (1 = most images/s; ties share a rank)."""
@@ -55,6 +60,8 @@ class Table:
         within the larger of their two timing spreads or :data:`MIN_LEAD`."""
         col = self.throughput.loc[among, column].sort_values(ascending=False)
         first, second = col.index[0], col.index[1]
+        if self.ties and column in self.ties:
+            return first, second, bool(self.ties[column](first, second))
         limit = max(MIN_LEAD, self.spread.loc[[first, second], column].max())
         return first, second, bool(col.iloc[0] / col.iloc[1] - 1 <= limit)
 
@@ -98,8 +105,9 @@ class Table:
         return out
 
 
-def table(rows: list[dict]) -> Table:
-    """A :class:`Table` from rows with runtime, device, batch, median_ms and p90_ms (:func:`row`)."""
+def table(rows: list[dict], ties: Mapping[tuple, Callable[[str, str], bool]] | None = None) -> Table:
+    """A :class:`Table` from rows with runtime, device, batch, median_ms and p90_ms (:func:`row`);
+    ``ties`` gives paired tie verdicts for columns timed in one interleaved run."""
     import pandas as pd
 
     if not rows:
@@ -119,7 +127,7 @@ def table(rows: list[dict]) -> Table:
         return df.pivot_table(index="runtime", columns=["device", "batch"], values=values).reindex(
             index=order, columns=columns)
 
-    return Table(pivot("throughput"), pivot("spread"))
+    return Table(pivot("throughput"), pivot("spread"), dict(ties or {}))
 
 
 def gpu_rows(workload: str, path: str | Path | None = None) -> list[dict]:

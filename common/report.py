@@ -14,7 +14,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from common import env
 
@@ -211,6 +211,17 @@ def load(path: Path | None = None, **filters) -> "pandas.DataFrame":
             raise RegistryError(f"cannot filter on {col!r}; columns: {', '.join(COLUMNS)}")
         df = df[df[col] == value]
     return df.reset_index(drop=True)
+
+
+def load_run(homework: str, baselines: Mapping, path: Path | None = None) -> "pandas.DataFrame":
+    """The registry's rows of ``homework`` on this run's data only: each workload of ``baselines``
+    (workload -> :class:`common.workloads.Baseline`) with its baseline's dataset. Rows that earlier
+    runs wrote on other data stay in the registry (and in ``results/README.md``), not in this table."""
+    from common import data
+
+    df = load(path, homework=homework)
+    keys = {(w, data.dataset_label(bl.config.dataset)) for w, bl in baselines.items()}
+    return df[[k in keys for k in zip(df["workload"], df["dataset"])]].reset_index(drop=True)
 
 
 def _fmt(column: str, value) -> str:
@@ -475,12 +486,27 @@ def environment_stamp(tool: str = "common.report") -> str:
             f"Generated {datetime.date.today().isoformat()} by `python -m {tool}`.")
 
 
+#: ``make gpu``'s tables (:mod:`common.gpu` writes them, :func:`gpu_section` renders them)
+GPU_COLUMNS = ("workload", "dataset", "runtime", "precision", "batch", "latency_gpu_ms", "latency_gpu_p90_ms",
+               "throughput_ips", "vram_mb", "parity", "notes")
+GPU_TRAIN_COLUMNS = ("workload", "dataset", "device", "seconds_per_epoch", "threads", "quality", "notes")
+
+
+def markdown_table(rows: list[dict], columns) -> list[str]:
+    """``rows`` as markdown table lines over ``columns`` (floats to 4 significant digits)."""
+    def cell(v):
+        if v is None or v == "":
+            return ""
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows])
+
+
 def gpu_section(gpu_dir: Path) -> list[str]:
     """The GPU tables of ``make gpu`` (``results/gpu/``, :mod:`common.gpu`) as README lines, with
     their own environment stamp; or a line saying there are none yet."""
     import pandas as pd
-
-    from common import gpu
 
     lines = ["## GPU", ""]
     if not (gpu_dir / "gpu.csv").exists():
@@ -492,8 +518,8 @@ def gpu_section(gpu_dir: Path) -> list[str]:
         return pd.read_csv(gpu_dir / name, keep_default_na=False).to_dict("records")
 
     return lines + [f"Made by `make gpu` on its own machine ([gpu/](gpu/README.md)), apart from the CPU rows "
-                    "above.", "", "### Training time per epoch", "", *gpu.markdown(rows("training.csv"), gpu.TRAIN_COLUMNS),
-                    "", "### Inference", "", *gpu.markdown(rows("gpu.csv"), gpu.COLUMNS), "",
+                    "above.", "", "### Training time per epoch", "", *markdown_table(rows("training.csv"), GPU_TRAIN_COLUMNS),
+                    "", "### Inference", "", *markdown_table(rows("gpu.csv"), GPU_COLUMNS), "",
                     (gpu_dir / "environment.md").read_text().strip(), ""]
 
 

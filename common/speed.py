@@ -432,6 +432,36 @@ class Comparison:
         return Speed(name, versus, a.runtime, a.median_ms, a.p90_ms, sp, lo, hi, self.noise,
                      self.rounds, self.block, self.threads, a.batch)
 
+    def tied(self, a: str, b: str) -> bool:
+        """Whether two models of this run show no measurable difference (:meth:`between`, :func:`decision`)."""
+        return decision(*_triple(self.between(a, b)), self.noise) == "same"
+
+    def fastest(self, names: Sequence[str] | None = None) -> list[str]:
+        """The fastest of ``names`` (default: every candidate, never the reference) and each other one
+        not measurably slower than it in this run (:meth:`between`), fastest first: a tie stays a tie."""
+        names = [n for n in (names or self.speeds) if n != self.reference]
+        if not names:
+            raise SpeedError("no candidate to rank: only the reference was timed")
+        top = max(names, key=lambda n: self[n].speedup)
+        tied = [n for n in names if n == top or self.tied(top, n)]
+        return sorted(tied, key=lambda n: -self[n].speedup)
+
+    def ranking(self, names: Sequence[str] | None = None, note: Callable[[str], str] | None = None) -> str:
+        """``names`` (default every candidate) fastest first, "name 1.92x (1.78-2.04)", and which lead
+        is a tie: "tflite 1.92x (1.78-2.04), onnx 1.88x (1.82-1.97) [no measurable difference between
+        these two], openvino 1.75x (1.58-1.81)"; ``note(name)`` adds to the parentheses (e.g. quality)."""
+        names = [n for n in (names or self.speeds) if n != self.reference]
+        order = sorted(names, key=lambda n: -self[n].speedup)
+        parts = [f"{n} {self[n].speedup:.2f}x ({self[n].lo:.2f}-{self[n].hi:.2f}{'; ' + note(n) if note else ''})"
+                 for n in order]
+        tied, k = set(self.fastest(order)), 0
+        while k < len(order) and order[k] in tied:
+            k += 1
+        if k > 1:
+            parts[k - 1] += (f" [the first {k}: no measurable difference from the fastest]"
+                             if k > 2 else " [no measurable difference between these two]")
+        return ", ".join(parts)
+
     def frame(self) -> "pandas.DataFrame":
         """One row per model: runtime, median / p90 ms, speed-up and interval, verdict."""
         import pandas as pd
@@ -464,7 +494,9 @@ class Comparison:
                 f"after {self.warmup} warm-up calls each, batch as given, {self.threads} threads, "
                 f"each runtime in its own worker process; speed-up = median over rounds of the "
                 f"reference's time / the model's, 95 % bootstrap interval over rounds; the reference's "
-                f"A/A noise in this run: ±{self.noise * 100:.0f} %. Absolute times are a snapshot of "
+                f"A/A noise in this run: ±{self.noise * 100:.0f} %. A model is called faster (or slower) only "
+                f"when its whole interval lies above {1 + self.noise:.2f}x (or below 1/{1 + self.noise:.2f}); "
+                "otherwise \"no measurable difference\". Absolute times are a snapshot of "
                 "this machine at this moment; the ratios are what reproduces.")
 
     def update(self, rows: Sequence[dict], *, names: Mapping[str, str] | None = None) -> None:
@@ -476,6 +508,10 @@ class Comparison:
             timed = names.get(row["name"], row["name"])
             if timed in self.speeds:
                 row.update(self.speeds[timed].columns(), speedup_vs=row_of.get(self.reference, self.reference))
+
+
+def _triple(s: Speed) -> tuple[float, float, float]:
+    return s.speedup, s.lo, s.hi
 
 
 def row_words(row: Mapping) -> str:

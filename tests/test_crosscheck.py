@@ -55,3 +55,47 @@ def test_save_writes_the_tools_figures(tmp_path):
         back = list(csv.DictReader(f))
     assert back[0]["tool"] == "benchmark_app" and float(back[0]["ratio"]) == 1.035
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_step_study_recovers_twice_the_work_against_the_step_above():
+    from tests.test_speed import timers
+
+    out = crosscheck._speeds(timers({"ref": 30_000, "double": 60_000, "same": 60_000}), "ref", rounds=8,
+                             threads=1, block=10, warmup=1)
+    assert "step" not in out["ref"]
+    d = out["double"]
+    assert d["step_lo"] <= d["step"] <= d["step_hi"] and 0.35 < d["step"] < 0.7, d
+    assert crosscheck._ratio_cell(out["same"]).startswith("no measurable difference") or 0.9 < out["same"]["step"] < 1.1
+
+
+def test_openvino_gap_measures_each_step_on_a_tiny_ir(tmp_path):
+    import openvino as ov
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    xml = tmp_path / "ir" / "net.xml"
+    ov.save_model(ov.convert_model(net, example_input=torch.zeros(1, 3, 8, 8)), str(xml))
+    steps = crosscheck.openvino_gap(xml, (1, 3, 8, 8), harness_ms=0.05, threads=1, log_dir=tmp_path / "logs")
+    assert len(steps) == 5 and steps["median ms"].gt(0).all()
+    assert steps["step"].iloc[-1].startswith("benchmark_app") and "no verdict" in steps[crosscheck.COLUMN].iloc[1]
+    assert steps["step"].str.len().max() <= 40          # short enough for a table column
+    assert any(w in steps[crosscheck.COLUMN].iloc[2] for w in ("faster", "slower", "no measurable difference"))
+    assert crosscheck.largest_step(steps).startswith("theirs ")
+
+
+def test_largest_step_names_the_step_that_moves_most():
+    import pandas as pd
+
+    steps = pd.DataFrame({"step": ["ours", "a", "b", "theirs"], "median ms": [5.0, 5.2, 7.8, 7.5],
+                          crosscheck.COLUMN: ["", "time x1.04 (another moment: no interval, no verdict)",
+                                              "1.50x slower (95 % CI 1.40-1.60)", "time x0.96 (another moment)"]})
+    assert crosscheck.largest_step(steps) == ('theirs 7.50 ms against ours 5.00 ms (time ×1.50); the largest '
+                                              'single step: "b" (time ×1.50; in the same run: 1.50x slower '
+                                              '(95 % CI 1.40-1.60))')
+    steps.loc[1, "median ms"] = 10.0
+    assert "no verdict" in crosscheck.largest_step(steps) and '"a"' in crosscheck.largest_step(steps)
+
+
+def test_an_unknown_study_is_refused_before_any_work():
+    with pytest.raises(ValueError, match="choose one of"):
+        crosscheck._isolated("tensorflow")

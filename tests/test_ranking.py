@@ -93,3 +93,12 @@ def test_gpu_rows_read_make_gpus_table_and_leave_skipped_rows_out(tmp_path):
     assert [(g["runtime"], g["batch"]) for g in got] == [("pytorch", 1), ("pytorch fp16", 32)]
     assert got[0]["device"] == "cuda (make gpu)" and got[0]["p90_ms"] == 2.2
     assert [g["runtime"] for g in ranking.gpu_rows("yolov8n", tmp_path / "gpu.csv")] == ["tensorrt (engine) int8"]
+
+
+def test_a_paired_verdict_replaces_the_spread_rule_where_given():
+    rows = [r("pytorch", "cpu", 1, 10.0), r("onnx", "cpu", 1, 5.0, p90=9.0), r("tflite", "cpu", 1, 4.0, p90=8.0),
+            r("pytorch", "cpu", 32, 100.0), r("onnx", "cpu", 32, 50.0), r("tflite", "cpu", 32, 45.0)]
+    spread_only = ranking.table(rows).changes()[0]
+    assert "tflite ties with onnx at cpu batch 1" in spread_only        # p90 spreads of 80-100 %
+    paired = ranking.table(rows, ties={("cpu", 1): lambda a, b: False, ("cpu", 32): lambda a, b: True}).changes()[0]
+    assert "tflite leads onnx at cpu batch 1" in paired and "tflite ties with onnx at cpu batch 32" in paired

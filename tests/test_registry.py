@@ -193,3 +193,17 @@ def test_detections_are_drawn_with_titles_and_without_ground_truth():
     assert [ax.get_title() for ax in axes] == ["float32", "int8"]
     assert len(axes[0].patches) == 1 and len(axes[1].patches) == 1    # one prediction; one truth box
     assert axes[0].texts[0].get_text() == "b 0.90"
+
+
+def test_load_run_shows_only_this_runs_data(tmp_path):
+    from types import SimpleNamespace
+
+    path = tmp_path / "experiments.csv"
+    rows = [{"homework": "hw2", "workload": "resnet18", "dataset": d, "name": "fp32 pytorch", "accuracy": a}
+            for d, a in (("digits", 0.99), ("fashion-mnist-small", 0.76))]
+    rows.append({"homework": "hw1", "workload": "resnet18", "dataset": "digits", "name": "baseline", "accuracy": 0.99})
+    report.upsert(rows, path)
+    bl = SimpleNamespace(config=SimpleNamespace(dataset="digits"))
+    df = report.load_run("hw2", {"resnet18": bl}, path)
+    assert list(df["dataset"]) == ["digits"] and list(df["homework"]) == ["hw2"]
+    assert len(report.load(path, homework="hw2")) == 2      # the other run's row stays in the registry

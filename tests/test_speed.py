@@ -150,3 +150,29 @@ def test_a_fast_model_gets_blocks_of_at_least_min_block_ms(tmp_path, monkeypatch
     # a call of this network takes far less than MIN_BLOCK_MS / 2: each block has more calls than asked
     assert 2 < c["a"].block <= speed.MAX_BLOCK and c.rounds == 2
     assert "more for a fast model" in c.describe()
+
+
+def comparison(medians: dict[str, list[float]], reference: str = "r") -> speed.Comparison:
+    """A Comparison built from exact per-round medians (no timing)."""
+    samples = {n: [np.array([v]) for v in (sum(([v, v] for v in m), []) if n == reference else m)]
+               for n, m in medians.items()}
+    s = speed.summarize(samples, reference, block=1, threads=2)
+    return speed.Comparison(s, reference, len(medians[reference]), 1, 0, 2, speed.round_medians(samples, reference))
+
+
+def test_fastest_keeps_a_tie_a_tie_and_never_names_the_reference():
+    c = comparison({"r": [10.0] * 8, "a": [5.0, 5.1] * 4, "b": [5.1, 5.0] * 4, "slow": [8.0] * 8})
+    assert set(c.fastest()) == {"a", "b"} and "r" not in c.fastest()
+    assert c.fastest(["b", "slow"]) == ["b"]
+    text = c.ranking()
+    assert text.index("slow") > text.index("[no measurable difference between these two]") and "r " not in text
+    assert "; q" in c.ranking(note=lambda n: "q")
+    clear = comparison({"r": [10.0] * 8, "a": [2.0] * 8, "b": [5.0] * 8})
+    assert clear.fastest() == ["a"] and "no measurable" not in clear.ranking()
+    with pytest.raises(speed.SpeedError, match="only the reference"):
+        comparison({"r": [10.0] * 4}).fastest()
+
+
+def test_describe_states_the_verdict_rule():
+    c = comparison({"r": [10.0] * 4, "a": [5.0] * 4})
+    assert "whole interval lies above 1.03x" in c.describe() and "no measurable difference" in c.describe()
