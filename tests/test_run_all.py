@@ -99,10 +99,10 @@ def test_every_notebook_declares_the_parameters_the_readme_passes_to_all():
     run_all.check_parameters(run_all.notebooks(), {"SEED": 1, "THREADS": 2, "WARMUP": 1, "REPEATS": 5})
 
 
-def test_readme_states_the_compared_cell_counts_as_the_notebooks_have_them():
-    readme = (run_all.REPO_ROOT / "README.md").read_text()
+def test_docs_state_the_compared_cell_counts_as_the_notebooks_have_them():
+    readme = (run_all.REPO_ROOT / "docs" / "testing.md").read_text()
     assert run_all.nbval_counts() in " ".join(readme.split()), \
-        "README's count of nbval-compared cells is out of date: paste common.run_all.nbval_counts()"
+        "docs/testing.md's count of nbval-compared cells is out of date: paste common.run_all.nbval_counts()"
 
 
 def test_tidy_outputs_leaves_what_a_reader_sees():
