@@ -368,7 +368,7 @@ def spread(a, b, *, homework: str | None = None) -> dict[str, tuple[float, str]]
 
 
 def rules_markdown() -> str:
-    """The rules as Markdown (README): non-quality columns, quality per profile, the unstable rows."""
+    """The rules as Markdown (docs/testing.md): non-quality columns, quality per profile, the unstable rows."""
     lines = ["| column | compared | why |", "|---|---|---|"]
     lines += [f"| {c} | {r.describe()} | {r.why} |" for c, r in RULES.items() if c not in QUALITY]
     lines += ["", "| quality column | same CPU: catches a change over | other CPU: change against the baseline | "

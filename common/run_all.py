@@ -29,7 +29,7 @@ from common.env import REPO_ROOT, artifacts_dir
 
 def nbval_counts(root: Path = REPO_ROOT) -> str:
     """How many code cells ``make test`` compares exactly (tagged ``nbval-check-output``), in
-    total and per notebook, as the sentence README carries (a test holds README to it)."""
+    total and per notebook, as the sentence docs/testing.md carries (a test holds it to this)."""
     import json
 
     per, tagged, code = [], 0, 0
@@ -97,9 +97,11 @@ def check_parameters(paths: list[Path], parameters: dict) -> None:
 #: library warnings (``path/x.py:12: SomeWarning: ...``, followed by an indented source line): noise
 _WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
 #: other library log lines: glog / absl (``W1201 11:58:45.490000 30367 file.py:630] ...``), Python
-#: logging's default format below ERROR (``INFO:nncf:...``, ``WARNING:root:...``), TFLite's banner
+#: logging's default format below ERROR (``INFO:nncf:...``, ``WARNING:root:...``), TFLite's banner, the
+#: AI Edge Quantizer's own progress bars (two per TFLite quantization)
 _LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|(DEBUG|INFO|WARNING):[\w.]+:|"
-                  r"INFO: Created TensorFlow Lite XNNPACK delegate)")
+                  r"INFO: Created TensorFlow Lite XNNPACK delegate|"
+                  r"(Generating Quantization Parameters|Applying Transformations to tensors):: )")
 #: ``rich`` console output (litert-torch's converter log) as Jupyter shows it
 _RICH = '<pre style="white-space:pre;overflow-x:auto;line-height:normal;font-family:Menlo'
 

@@ -121,7 +121,9 @@ def test_tidy_outputs_leaves_what_a_reader_sees():
             {"output_type": "stream", "name": "stderr",
              "text": "W1201 11:58:45.490000 30367 torch/utils/_pytree.py:630] <enum> deprecated\n"
                      "WARNING:root:The model x.tflite already exists\n"
-                     "INFO:nncf:34 ignored nodes were found by names in the NNCFGraph\n"},
+                     "INFO:nncf:34 ignored nodes were found by names in the NNCFGraph\n"
+                     "Generating Quantization Parameters:: 100%|##| 258/258 [00:00<00:00, 6165.28it/s]\n"
+                     "Applying Transformations to tensors:: 100%|##| 415/415 [00:00<00:00, 99283.38it/s]\n"},
             {"output_type": "display_data", "data": {"text/plain": "(00:00) [START] LiteRT-Torch Convert",
              "text/html": '<pre style="white-space:pre;overflow-x:auto;line-height:normal;font-family:Menlo">x</pre>'}},
             {"output_type": "execute_result", "data": {"text/plain": "1"}}]},
