@@ -227,10 +227,11 @@ COLUMN = "against the step above"
 
 
 def _ratio_cell(d: dict) -> str:
-    """A step measured in the same run as the one above: its verdict (:func:`common.speed.words`)."""
+    """A step measured in the same run as the one above: its time ratio, interval and verdict at
+    that run's A/A noise (:func:`common.speed.time_words`)."""
     from common import speed
 
-    return speed.words(d["step"], d["step_lo"], d["step_hi"], d["noise"])
+    return speed.time_words(d["step"], d["step_lo"], d["step_hi"], d["noise"])
 
 
 def _moment_cell(this_ms: float, above_ms: float, why: str) -> str:
@@ -301,7 +302,7 @@ def largest_step(steps: "pandas.DataFrame") -> str:
     factors = [b / a for a, b in zip(ms, ms[1:])]
     i = max(range(len(factors)), key=lambda k: abs(math.log(factors[k]))) + 1
     cell = str(steps[COLUMN].iloc[i]) if COLUMN in steps else ""
-    how = ("timed at another moment or in another process: no verdict" if not cell or cell.startswith("time x")
+    how = ("timed at another moment or in another process: no verdict" if not cell or "no verdict" in cell
            else f"in the same run: {cell}")
     return (f"theirs {ms[-1]:.2f} ms against ours {ms[0]:.2f} ms (time ×{ms[-1] / ms[0]:.2f}); the largest single step: "
             f"\"{steps['step'].iloc[i]}\" (time ×{factors[i - 1]:.2f}; {how})")

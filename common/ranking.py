@@ -96,9 +96,11 @@ class Table:
                 continue
             (f1, s1, tie1), (f2, s2, tie2) = self._fastest(left, among), self._fastest(right, among)
             close = tie1 or tie2           # a lead within the timing spread in either column
-            verdict = ("the same leader" + (", by less than the timing spread" if close else "") if f1 == f2
-                       else "no clear change (a lead within the timing spread)" if close
-                       else "the leader changes")
+            if f1 == f2:
+                verdict = ("the same leader" if not close else "no clear leader in either column" if tie1 and tie2
+                           else f"the same first place, a clear lead only at {name(right if tie1 else left)}")
+            else:
+                verdict = "no clear change (a lead within the timing spread)" if close else "the leader changes"
             order = {c: " > ".join(tab.loc[among, c].sort_values(ascending=False).index) for c in (left, right)}
             out.append(f"{name(left)} vs {name(right)}: {verdict}: {describe(left, f1, s1, tie1)}; "
                        f"{describe(right, f2, s2, tie2)}. Order: {order[left]} | {order[right]}.")

@@ -161,6 +161,15 @@ def words(speedup: float, lo: float, hi: float, noise: float = MIN_NOISE) -> str
     return f"no measurable difference ({speedup:.2f}x, 95 % CI {lo:.2f}-{hi:.2f})"
 
 
+def time_words(speedup: float, lo: float, hi: float, noise: float = MIN_NOISE) -> str:
+    """:func:`words`' verdict written as a time ratio (this model's time over the one it is
+    compared with), for step tables: "time x1.31 (95 % CI 1.29-1.60): slower, noise ±12 %"."""
+    d = decision(speedup, lo, hi, noise)
+    verdict = {"faster": "faster", "slower": "slower", "same": "no measurable difference"}[d]
+    return (f"time x{1 / speedup:.2f} (95 % CI {1 / hi:.2f}-{1 / lo:.2f}): {verdict}, "
+            f"noise ±{max(noise, MIN_NOISE) * 100:.0f} %")
+
+
 def against_target(s: Speed, target: float) -> str:
     """Whether a speed-up meets ``target`` (x): "met" only when the whole interval is at or above
     it, "not met" when the whole interval is below, otherwise "undecided" (the interval straddles it)."""

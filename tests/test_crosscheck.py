@@ -65,7 +65,8 @@ def test_a_step_study_recovers_twice_the_work_against_the_step_above():
     assert "step" not in out["ref"]
     d = out["double"]
     assert d["step_lo"] <= d["step"] <= d["step_hi"] and 0.35 < d["step"] < 0.7, d
-    assert crosscheck._ratio_cell(out["same"]).startswith("no measurable difference") or 0.9 < out["same"]["step"] < 1.1
+    assert "no measurable difference" in crosscheck._ratio_cell(out["same"]) or 0.9 < out["same"]["step"] < 1.1
+    assert crosscheck._ratio_cell(out["double"]).startswith("time x") and "noise ±" in crosscheck._ratio_cell(out["double"])
 
 
 def test_openvino_gap_measures_each_step_on_a_tiny_ir(tmp_path):
@@ -79,7 +80,7 @@ def test_openvino_gap_measures_each_step_on_a_tiny_ir(tmp_path):
     assert len(steps) == 5 and steps["median ms"].gt(0).all()
     assert steps["step"].iloc[-1].startswith("benchmark_app") and "no verdict" in steps[crosscheck.COLUMN].iloc[1]
     assert steps["step"].str.len().max() <= 40          # short enough for a table column
-    assert any(w in steps[crosscheck.COLUMN].iloc[2] for w in ("faster", "slower", "no measurable difference"))
+    assert any(w in steps[crosscheck.COLUMN].iloc[2] for w in (": faster", ": slower", ": no measurable difference"))
     assert crosscheck.largest_step(steps).startswith("theirs ")
 
 
@@ -88,10 +89,11 @@ def test_largest_step_names_the_step_that_moves_most():
 
     steps = pd.DataFrame({"step": ["ours", "a", "b", "theirs"], "median ms": [5.0, 5.2, 7.8, 7.5],
                           crosscheck.COLUMN: ["", "time x1.04 (another moment: no interval, no verdict)",
-                                              "1.50x slower (95 % CI 1.40-1.60)", "time x0.96 (another moment)"]})
+                                              "time x1.50 (95 % CI 1.40-1.60): slower, noise ±10 %",
+                                              "time x0.96 (another moment: no interval, no verdict)"]})
     assert crosscheck.largest_step(steps) == ('theirs 7.50 ms against ours 5.00 ms (time ×1.50); the largest '
-                                              'single step: "b" (time ×1.50; in the same run: 1.50x slower '
-                                              '(95 % CI 1.40-1.60))')
+                                              'single step: "b" (time ×1.50; in the same run: time x1.50 '
+                                              '(95 % CI 1.40-1.60): slower, noise ±10 %)')
     steps.loc[1, "median ms"] = 10.0
     assert "no verdict" in crosscheck.largest_step(steps) and '"a"' in crosscheck.largest_step(steps)
 

@@ -58,7 +58,7 @@ def test_changes_name_a_new_winner_only_outside_the_spread():
     (line,) = ranking.table(tight).changes()
     assert ranking.MIN_LEAD == 0.10 and "no clear change" in line and "onnx ties with tflite" in line
     (line,) = ranking.table(noisy[:2] + [r("onnx", "cpu", 8, 36.0, 39.6), noisy[3]]).changes()
-    assert "the same leader, by less than the timing spread: onnx ties with openvino at cpu batch 1" in line
+    assert "no clear leader in either column: onnx ties with openvino at cpu batch 1" in line
 
 
 def test_bad_rows_are_refused():
@@ -102,3 +102,10 @@ def test_a_paired_verdict_replaces_the_spread_rule_where_given():
     assert "tflite ties with onnx at cpu batch 1" in spread_only        # p90 spreads of 80-100 %
     paired = ranking.table(rows, ties={("cpu", 1): lambda a, b: False, ("cpu", 32): lambda a, b: True}).changes()[0]
     assert "tflite leads onnx at cpu batch 1" in paired and "tflite ties with onnx at cpu batch 32" in paired
+
+
+def test_the_same_leader_with_a_tie_in_one_column_says_where_the_lead_is_clear():
+    rows = [r("onnx", "cpu", 1, 5.0, 5.5), r("openvino", "cpu", 1, 5.25, 5.5),
+            r("onnx", "cpu", 8, 20.0, 20.4), r("openvino", "cpu", 8, 40.0, 40.8)]
+    (line,) = ranking.table(rows).changes()
+    assert "the same first place, a clear lead only at cpu batch 8" in line

@@ -176,3 +176,9 @@ def test_fastest_keeps_a_tie_a_tie_and_never_names_the_reference():
 def test_describe_states_the_verdict_rule():
     c = comparison({"r": [10.0] * 4, "a": [5.0] * 4})
     assert "whole interval lies above 1.03x" in c.describe() and "no measurable difference" in c.describe()
+
+
+def test_time_words_is_the_same_verdict_as_a_time_ratio():
+    assert speed.time_words(0.5, 0.45, 0.55, 0.1) == "time x2.00 (95 % CI 1.82-2.22): slower, noise ±10 %"
+    assert speed.time_words(2.0, 1.9, 2.1) == "time x0.50 (95 % CI 0.48-0.53): faster, noise ±3 %"
+    assert "no measurable difference" in speed.time_words(0.65, 0.58, 0.78, 0.3)
