@@ -102,6 +102,9 @@ _WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
 _LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|(DEBUG|INFO|WARNING):[\w.]+:|"
                   r"INFO: Created TensorFlow Lite XNNPACK delegate|"
                   r"(Generating Quantization Parameters|Applying Transformations to tensors):: )")
+#: a progress-bar frame that a library warning was printed into (no newline between): the frame goes,
+#: the warning then starts its own line and is dropped with the rest
+_FRAME_BEFORE_WARNING = re.compile(r"[^\n\r]*\](?=(?:/|<venv>)\S*\.py:\d+: \w*Warning: )")
 #: ``rich`` console output (litert-torch's converter log) as Jupyter shows it
 _RICH = '<pre style="white-space:pre;overflow-x:auto;line-height:normal;font-family:Menlo'
 
@@ -141,6 +144,7 @@ def tidy_outputs(nb: dict) -> dict:
         for out in streams.values():
             text = _carriage_returns(out["text"])
             if not compared:
+                text = _FRAME_BEFORE_WARNING.sub("", text)
                 lines, keep, skip_next = text.split("\n"), [], False
                 for line in lines:
                     if skip_next and line.startswith("  "):

@@ -137,3 +137,16 @@ def test_tidy_outputs_leaves_what_a_reader_sees():
     assert first[0]["text"] == "bar: 100%| 3/3\n"                  # warning gone, bar on one line
     assert first[1]["text"] == "saved ./results/x.csv\n"
     assert out[1]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "b\n"}]  # compared: only merged
+
+
+def test_a_warning_printed_into_a_progress_bar_frame_is_dropped_with_the_frame():
+    import sys
+
+    from common.run_all import tidy_outputs
+
+    text = (f"measuring:  33%|###| 11/33 [00:24<00:19,  1.14it/s]{sys.prefix}/lib/python3.11/site-packages/"
+            "torch/_utils.py:466: UserWarning: TypedStorage is deprecated.\n  device=storage.device,\n"
+            "measuring: 100%|#####| 33/33 [00:40<00:00,  1.23s/it]\n")
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [
+        {"output_type": "stream", "name": "stderr", "text": text}]}]}
+    assert tidy_outputs(nb)["cells"][0]["outputs"][0]["text"] == "measuring: 100%|#####| 33/33 [00:40<00:00,  1.23s/it]\n"
