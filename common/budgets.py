@@ -24,8 +24,8 @@ from common import report
 
 #: the classifier budget for a lossless-by-design step (int8 and fp16, exports, fine-tuned
 #: pruning and clustering): 1 point of accuracy; the detector's: 0.02 mAP50-95
-CLASSIFIER_PT = 0.01
-DETECTOR_MAP = 0.02
+CLASSIFIER_PT = report.LOSSLESS_DROP["resnet18"]
+DETECTOR_MAP = report.LOSSLESS_DROP["yolov8n"]
 
 
 class BudgetError(AssertionError):
@@ -59,7 +59,7 @@ _FAILS = "shows a failure on purpose: "
 #: Every rule, first match wins. Budgets are the course's claims; where a row's purpose is to show
 #: a loss, the rule says so and the notebook prints that purpose beside the number.
 BUDGETS: tuple[Budget, ...] = (
-    Budget("*", "*", r"baseline|baseline-fp32|fp32 pytorch|teacher|pytorch", None, "reference: the uncompressed model"),
+    Budget("*", "*", "|".join(map(re.escape, report.REFERENCE_NAMES)), None, "reference: the uncompressed model"),
     # hw1: the baselines' own targets live in TARGETS (absolute)
     # hw2: quantization
     Budget("hw2", "yolov8n", r"tflite int8", 0.05,

@@ -350,6 +350,31 @@ def plot_detections(images, predictions, truths, class_names, ncols: int = 4,
 QUALITY = {"resnet18": ("accuracy", "f1"), "yolov8n": ("precision", "recall", "map50", "map50_95"),
            "keras_cnn": ("accuracy", "f1")}
 PRIMARY = {"resnet18": "accuracy", "yolov8n": "map50_95", "keras_cnn": "accuracy"}
+#: the largest drop of PRIMARY a lossless-by-design step may cost (the course's budget, used by
+#: :mod:`common.budgets`): 1 point of accuracy, 0.02 mAP50-95
+LOSSLESS_DROP = {"resnet18": 0.01, "keras_cnn": 0.01, "yolov8n": 0.02}
+#: row names that are the uncompressed reference of their homework (the A/A row), not a technique
+REFERENCE_NAMES = ("baseline", "baseline-fp32", "fp32 pytorch", "teacher", "pytorch")
+#: what each homework's rows show, in the summary at the top of ``results/README.md``
+TECHNIQUE = {"hw1": "baseline", "hw2": "quantization", "hw3": "pruning", "hw4": "clustering",
+             "hw5": "export", "hw6": "distillation", "capstone": "pruning + int8"}
+#: method strings longer than this are cut in the README's tables (the registry keeps them whole)
+METHOD_CHARS = 60
+
+
+def short(text: str, limit: int = METHOD_CHARS) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with "…" when cut."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1].rsplit(" ", 1)[0].rstrip(",;:(")
+    return cut + "…"
+
+
+def _homework_order(df):
+    """``df`` sorted by homework in course order (hw1 … hw6, capstone), registry order within one."""
+    rank = {h: i for i, h in enumerate(HOMEWORKS)}
+    return df.sort_values("homework", key=lambda h: h.map(rank), kind="stable")
 
 
 def baseline_row(df, workload: str, dataset: str):
@@ -391,12 +416,12 @@ def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
         is_base = group.name == "baseline"
         if base is not None:
             is_base = is_base & (group.homework == base.homework)
-        ordered = pd.concat([group[is_base], group[~is_base]])
+        ordered = pd.concat([group[is_base], _homework_order(group[~is_base])])
         for _, r in ordered.iterrows():
             q, b = _num(r[key]), (_num(base[key]) if base is not None else None)
             s, bs = _num(r["size_mb"]), (_num(base["size_mb"]) if base is not None else None)
             t = _num(r["latency_cpu_ms"])
-            row = {"homework": r.homework, "name": r["name"], "method": r.method}
+            row = {"homework": r.homework, "name": r["name"], "method": short(r.method)}
             for c in QUALITY[workload]:
                 row[c] = _fmt(c, r[c])
             row[f"Δ{key}"] = f"{q - b:+.4f}" if q is not None and b is not None else ""
@@ -425,6 +450,54 @@ def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
     return out
 
 
+def best_rows(df, workload: str, dataset: str) -> "pandas.DataFrame":
+    """The summary of one workload and dataset: the baseline, then per homework the row that best
+    shows its technique. Among a homework's measured rows (references excluded), those that keep
+    quality (a drop of at most :data:`LOSSLESS_DROP`) compete: the highest measured speed-up whose
+    interval lies above 1 wins, or where there is none the smallest file (then the sparsest); when no row keeps quality, the row
+    with the least loss is shown and says so. Columns: technique, homework, row, method, quality,
+    Δquality, size ×, speed-up with its interval, kept quality."""
+    import pandas as pd
+
+    key = PRIMARY[workload]
+    sub = df[(df.workload == workload) & (df.dataset == dataset)]
+    base = baseline_row(df, workload, dataset)
+    if base is None or _num(base[key]) is None:
+        return pd.DataFrame()
+    b, bs, limit = float(base[key]), _num(base["size_mb"]), LOSSLESS_DROP[workload]
+
+    def line(r, technique: str, kept: str) -> dict:
+        q, s = float(r[key]), _num(r["size_mb"])
+        return {"technique": technique, "homework": r.homework, "row": r["name"], "method": short(r.method, 48),
+                key: f"{q:.4f}", f"Δ{key}": f"{q - b:+.4f}", "size ×": f"{bs / s:.2f}" if s and bs else "",
+                "speed-up × (95 % CI)": _speedup_cell(r).replace(" dense kernels: none expected", " (dense)"),
+                "against": "" if not _num(r.get("speedup")) else (
+                    "itself (A/A)" if r.get("speedup_vs") == r["name"] else str(r.get("speedup_vs") or "")),
+                "kept quality": kept}
+
+    out = [line(base, "baseline", "")]
+    for hw in HOMEWORKS[1:]:
+        rows = sub[(sub.homework == hw) & sub[key].notna() & ~sub["name"].isin(REFERENCE_NAMES)]
+        if not len(rows):
+            continue
+        drop = b - rows[key]
+        kept = rows[drop <= limit + 1e-9]
+        if len(kept):
+            timed = kept[kept["speedup_lo"] > 1]         # a clear speed-up: its interval above 1
+            if len(timed):
+                pick = timed.loc[timed["speedup"].idxmax()]
+            else:        # the smallest file (to 10 kB), then the sparsest, then the best quality
+                order = kept.assign(_mb=kept["size_mb"].round(2), _sp=-kept["sparsity"].fillna(0), _q=-kept[key])
+                pick = kept.loc[order.sort_values(["_mb", "_sp", "_q"], kind="stable", na_position="last").index[0]]
+            verdict = f"✅ within {limit:g}"
+        else:
+            pick = rows.loc[rows[key].idxmax()]
+            verdict = f"❌ every row loses more than {limit:g}"
+        out.append(line(pick, TECHNIQUE[hw], verdict))
+    table = pd.DataFrame(out)
+    return table[[c for c in table.columns if (table[c] != "").any() or c in ("technique", "row")]]
+
+
 def pareto_front(x, y) -> list[int]:
     """Indices of the points no other point beats: lower-or-equal ``x`` and higher-or-equal
     ``y``, strictly better in one. Sorted by ``x``."""
@@ -437,40 +510,52 @@ def pareto_front(x, y) -> list[int]:
     return front
 
 
+#: axis labels of the Pareto plots, with units
+PARETO_X = {"speedup": "speed-up × over the PyTorch baseline, batch 1, each row's own run (log scale)",
+            "latency_cpu_ms": "CPU latency, batch 1 (ms, log scale)", "size_mb": "size on disk (MB, log scale)"}
+METRIC_LABEL = {"accuracy": "accuracy (fraction of test images)", "map50_95": "mAP50-95 (0-1)"}
+
+
 def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):
     """Quality vs ``x`` (the measured speed-up, or size) for every measured experiment of a
-    workload, coloured by homework, the Pareto front drawn and its points labelled. Speed-ups
-    come from each homework's interleaved run against the same baseline file (PyTorch eager)."""
+    workload, coloured by homework, the Pareto front drawn and its points numbered. Speed-ups
+    come from each homework's interleaved run against the same baseline file (PyTorch eager).
+    Returns ``(ax, front)``: ``front`` lists "homework name" per number, for a key beside the plot."""
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     key = PRIMARY[workload]
     sub = df[(df.workload == workload) & (df.dataset == dataset)].copy()
     sub = sub[sub[key].notna() & sub[x].notna()]
+    base = baseline_row(df, workload, dataset)
+    is_base = (sub.homework == base.homework) & (sub["name"] == base["name"]) if base is not None else False
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
     colours = dict(zip(HOMEWORKS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    for hw, g in sub.groupby("homework"):
-        ax.scatter(g[x], g[key], s=18, alpha=0.7, color=colours.get(hw), label=hw)
+    for hw, g in sub[~is_base].groupby("homework"):
+        ax.scatter(g[x], g[key], s=18, alpha=0.7, color=colours.get(hw), label=f"{hw}: {TECHNIQUE[hw]}")
     xs, ys = sub[x].tolist(), sub[key].tolist()
     front = pareto_front([-v for v in xs] if x == "speedup" else xs, ys)   # a higher speed-up is better
     front = sorted(front, key=lambda i: xs[i])
-    ax.plot([xs[i] for i in front], [ys[i] for i in front], "k-", lw=1, label="Pareto front")
-    for i in front:
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], "k-", lw=1, label="Pareto front (numbered)")
+    labels = []
+    for n, i in enumerate(front, 1):
         r = sub.iloc[i]
-        ax.annotate(f"{r.homework} {r['name']}", (xs[i], ys[i]), fontsize=7, xytext=(4, -8),
+        labels.append(f"{r.homework} {r['name']}")
+        ax.annotate(str(n), (xs[i], ys[i]), fontsize=8, xytext=(3, 4 if n % 2 else -10),
                     textcoords="offset points")
-    base = baseline_row(df, workload, dataset)
     if base is not None and _num(base[x]):
         ax.scatter([base[x]], [base[key]], marker="*", s=160, color="black", zorder=5, label=f"{base.homework} baseline")
     ax.set_xscale("log")
-    ax.margins(x=0.25)   # room for the labels of the front's last points
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.margins(x=0.08)
     label = {"speedup": "speed-up", "latency_cpu_ms": "CPU latency", "size_mb": "size on disk"}.get(x, x)
-    ax.set(xlabel={"speedup": "speed-up over the PyTorch baseline, batch 1, measured in the row's own run (log)",
-                   "latency_cpu_ms": "CPU latency, batch 1 (ms, log scale)",
-                   "size_mb": "size on disk (MB, log scale)"}.get(x, x),
-           ylabel=key, title=f"{workload} / {dataset}: {key} vs {label}, every experiment")
-    ax.legend(fontsize=7, loc="lower right")
-    return ax
+    ax.set(xlabel=PARETO_X.get(x, x), ylabel=METRIC_LABEL.get(key, key),
+           title=f"{workload} / {dataset}: {key} vs {label}, every experiment")
+    ax.legend(fontsize=7, loc="best")
+    return ax, labels
 
 
 def environment_stamp(tool: str = "common.report") -> str:
@@ -523,9 +608,27 @@ def gpu_section(gpu_dir: Path) -> list[str]:
                     (gpu_dir / "environment.md").read_text().strip(), ""]
 
 
+def _md(table) -> list[str]:
+    return (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+            + ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)])
+
+
+def _sections(df) -> list[tuple[str, str, bool]]:
+    """(workload, dataset, main) in reading order: each workload's main dataset (the one most of
+    its homeworks ran on) in :data:`WORKLOADS` order, then the runs on other data."""
+    pairs = list(dict.fromkeys(zip(df["workload"], df["dataset"])))
+    spread = {p: df[(df.workload == p[0]) & (df.dataset == p[1])].homework.nunique() for p in pairs}
+    main = {w: max((p for p in pairs if p[0] == w), key=lambda p: spread[p]) for w, _ in pairs}
+    rank = {w: i for i, w in enumerate(WORKLOADS)}
+    out = [(w, d, main[w] == (w, d)) for w, d in pairs]
+    return sorted(out, key=lambda t: (not t[2], rank.get(t[0], len(rank))))
+
+
 def write_summary(out_dir: Path | None = None, df=None) -> Path:
-    """Write ``results/README.md`` (the comparison tables, Pareto plots and environment stamp)
-    and the plots as PNGs beside it. Atomic per file; returns the README path."""
+    """Write ``results/README.md`` and the Pareto plots beside it: per workload and dataset a
+    summary (:func:`best_rows`), the plots with the key to their numbered points, and every row
+    (:func:`comparison`) in a collapsed section; then the GPU tables and the environment stamp.
+    Atomic per file; returns the README path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -533,36 +636,48 @@ def write_summary(out_dir: Path | None = None, df=None) -> Path:
 
     out_dir = Path(out_dir or env.results_dir())
     df = load(out_dir / "experiments.csv") if df is None else df
+    tables = comparison(df)
     lines = ["# Results", "",
              "Generated from [`experiments.csv`](experiments.csv) by `python -m common.report` "
              "(run at the end of `make homeworks`); do not edit by hand.", "",
-             "Per workload and dataset: the baseline first (hw1's; hw4 trains the Keras twin's), then every experiment of every homework. "
-             "Δ is the quality difference to the baseline in the metric's own units; size × is baseline / "
-             "experiment (above 1 is smaller). The speed-up is what the row's homework measured in **one "
-             "interleaved run** (`common.speed`: rounds of the reference and each candidate, each runtime in "
-             "its own worker process), the median of per-round ratios with its 95 % bootstrap interval, against "
-             "the row named in *measured against* (every reference is the same PyTorch baseline file, or for "
-             "the Keras twin its TFLite float32 model). Absolute CPU ms are snapshots of the VM at the time "
-             "of each run and are not compared across rows.", ""]
-    for (workload, dataset), table in comparison(df).items():
-        lines += [f"## {workload} / {dataset}", ""]
-        lines.append("| " + " | ".join(table.columns) + " |")
-        lines.append("|" + "---|" * len(table.columns))
-        lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)]
-        lines.append("")
+             "**How to read the summaries.** One table per workload and dataset: the baseline, then for each "
+             "homework the row that best shows its technique. Among the rows that keep quality (a drop of at most "
+             + ", ".join(f"{v:g} {PRIMARY[w]} for {w}" for w, v in LOSSLESS_DROP.items())
+             + ") the one with the highest measured speed-up whose interval lies above 1 is shown (other rows may "
+             "be inside its interval: the full table has them), or, where a homework has no such speed-up, the "
+             "smallest file (then the sparsest); where no row keeps quality, the row with the least loss, marked ❌. "
+             "Δ is the quality difference to the baseline in the metric's own units; size × is baseline / row "
+             "(above 1 is smaller). A speed-up is what the row's homework measured in **one interleaved run** "
+             "(`common.speed`: rounds of the reference and each candidate, each runtime in its own worker process), "
+             "the median of per-round ratios with its 95 % bootstrap interval, against the row named in *against* "
+             "(the same PyTorch baseline file, or for the Keras twin its TFLite float32 model). \"(dense)\" marks a "
+             "sparse model run by dense kernels, where no speed-up is expected. Absolute CPU ms, in the full tables, "
+             "are snapshots of the VM at the time of each run and are not compared across rows.", ""]
+    for workload, dataset, main in _sections(df):
+        table = tables[workload, dataset]
+        sub = df[(df.workload == workload) & (df.dataset == dataset)]
+        homeworks = [h for h in HOMEWORKS if h in set(sub.homework)]
+        lines += [f"## {workload} / {dataset}" + ("" if main else " (other data)"), "",
+                  f"Rows of {', '.join(homeworks)}" + ("." if main else ": a run of those notebooks with "
+                  "another dataset parameter, kept in the registry; `make homeworks` does not re-run it."), ""]
+        summary = best_rows(df, workload, dataset)
+        if len(summary):
+            lines += _md(summary) + [""]
         for x in ("speedup", "size_mb"):
-            fig, ax = plt.subplots(figsize=(8, 5))
-            plot_pareto(df, workload, dataset, x, ax=ax)
-            name = f"pareto_{workload}_{Path(dataset).name}_{x.split('_')[0]}.png"
-            if x == "speedup" and not df[(df.workload == workload) & (df.dataset == dataset)][x].notna().any():
+            if not sub[x].notna().any():
                 continue
+            fig, ax = plt.subplots(figsize=(8, 5))
+            _, front = plot_pareto(df, workload, dataset, x, ax=ax)
+            name = f"pareto_{workload}_{Path(dataset).name}_{x.split('_')[0]}.png"
             tmp = out_dir / f".{name}.tmp.png"
             fig.tight_layout()
-            fig.savefig(tmp, dpi=110, metadata={"Software": None})
+            fig.savefig(tmp, dpi=100, metadata={"Software": None})
             plt.close(fig)
             os.replace(tmp, out_dir / name)
-            lines.append(f"![{workload} {x}]({name})")
-        lines.append("")
+            lines += [f"![{workload} / {dataset}: {PRIMARY[workload]} against {x}]({name})", "",
+                      "Pareto front: " + "; ".join(f"{n}. {t}" for n, t in enumerate(front, 1)) + ".", ""]
+        lines += ["<details><summary>Every row ({} rows)</summary>".format(len(table)), "", *_md(table), "",
+                  "</details>", ""]
     lines += gpu_section(out_dir / "gpu")
     lines += ["## Environment", "", environment_stamp(), ""]
     path = out_dir / "README.md"

@@ -162,6 +162,58 @@ def test_comparison_puts_the_baseline_first_with_deltas_and_ratios(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def _summary_registry(tmp_path):
+    path = tmp_path / "experiments.csv"
+    sp = lambda v, lo, hi, vs="fp32 pytorch": {"speedup": v, "speedup_lo": lo, "speedup_hi": hi, "speedup_vs": vs}
+    report.upsert([
+        {**ROW, "accuracy": 0.99, "size_mb": 40.0, **sp(1.0, 0.9, 1.1, "baseline")},
+        # hw2: the reference is never picked; of the rows that keep quality the clear, fastest wins
+        {**ROW, "homework": "hw2", "name": "fp32 pytorch", "accuracy": 0.99, "size_mb": 40.0, **sp(1.0, 0.9, 1.1)},
+        {**ROW, "homework": "hw2", "name": "int8 a", "accuracy": 0.985, "size_mb": 10.0, **sp(3.0, 2.8, 3.2)},
+        {**ROW, "homework": "hw2", "name": "int8 b", "accuracy": 0.97, "size_mb": 10.0, **sp(9.0, 8.0, 10.0)},
+        # hw3: no clear speed-up (dense kernels): the sparsest of the equal files that keep quality
+        {**ROW, "homework": "hw3", "name": "global 0.30 ft", "accuracy": 0.99, "sparsity": 0.3, "size_mb": 40.0,
+         **sp(1.01, 0.95, 1.07, "hw1 baseline")},
+        {**ROW, "homework": "hw3", "name": "global 0.50 ft", "accuracy": 0.985, "sparsity": 0.5, "size_mb": 40.001},
+        {**ROW, "homework": "hw3", "name": "global 0.90 ft", "accuracy": 0.5, "sparsity": 0.9, "size_mb": 40.0},
+        # hw6: nothing keeps quality: the least loss, marked
+        {**ROW, "homework": "hw6", "name": "teacher", "accuracy": 0.99, "size_mb": 40.0},
+        {**ROW, "homework": "hw6", "name": "student-kd", "accuracy": 0.95, "size_mb": 4.0},
+        {**ROW, "homework": "hw6", "name": "student-scratch", "accuracy": 0.90, "size_mb": 4.0},
+        {**ROW, "dataset": "other", "accuracy": 0.7, "size_mb": 40.0}], path)
+    return path
+
+
+def test_the_summary_shows_the_best_row_of_each_technique(tmp_path):
+    table = report.best_rows(report.load(_summary_registry(tmp_path)), "resnet18", "digits")
+    assert list(table["row"]) == ["baseline", "int8 a", "global 0.50 ft", "student-kd"]
+    assert list(table["technique"]) == ["baseline", "quantization", "pruning", "distillation"]
+    assert table.iloc[1]["speed-up × (95 % CI)"] == "3.00 (2.80-3.20)" and table.iloc[1]["size ×"] == "4.00"
+    assert table.iloc[1]["kept quality"] == "✅ within 0.01" and table.iloc[1]["Δaccuracy"] == "-0.0050"
+    assert table.iloc[3]["kept quality"] == "❌ every row loses more than 0.01"
+    assert report.best_rows(report.load(tmp_path / "nothing.csv"), "resnet18", "digits").empty
+
+
+def test_the_results_readme_reads_at_a_glance(tmp_path):
+    _summary_registry(tmp_path)
+    text = report.write_summary(tmp_path).read_text()
+    main, other = text.index("## resnet18 / digits"), text.index("## resnet18 / other (other data)")
+    assert main < other < text.index("## Environment")
+    section = text[main:other]
+    # the summary comes before the plots, the full table is collapsed, rows in homework order
+    assert section.index("| technique |") < section.index("![") < section.index("<details>")
+    full = section[section.index("<details>"):]
+    assert [full.index(f"| {h} |") for h in ("hw1", "hw2", "hw3", "hw6")] == sorted(
+        full.index(f"| {h} |") for h in ("hw1", "hw2", "hw3", "hw6"))
+    assert "Pareto front: 1." in section
+
+
+def test_long_methods_are_cut_at_a_word_for_reading():
+    assert report.short("short") == "short"
+    cut = report.short("ONNX Runtime static int8, QDQ, per-channel weights, reduce_range (300 training images)", 40)
+    assert cut == "ONNX Runtime static int8, QDQ…" and len(cut) <= 40
+
+
 def test_a_workload_without_hw1_takes_its_own_homeworks_baseline(tmp_path):
     """hw4's Keras twin has no hw1 row: its hw4 'baseline' row is the reference."""
     path = tmp_path / "experiments.csv"
