@@ -101,7 +101,13 @@ _WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
 #: AI Edge Quantizer's own progress bars (two per TFLite quantization)
 _LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|(DEBUG|INFO|WARNING):[\w.]+:|"
                   r"INFO: Created TensorFlow Lite XNNPACK delegate|"
-                  r"(Generating Quantization Parameters|Applying Transformations to tensors):: )")
+                  r"(Generating Quantization Parameters|Applying Transformations to tensors):: |"
+                  # the AI Edge Quantizer's summary after each quantization
+                  r"(Model name|Original model size|Quantized model size|Quantization Ratio): |Total time: [\d.]+ ms$|"
+                  # OpenVINO's converter naming a node it kept in float (ultralytics' int8 export)
+                  r"\d+ __module\.\S+$)")
+#: what a reader should never see in a committed output: this machine's absolute paths
+_MACHINE_PATH = re.compile(r"(?<![\w.])/(root|tmp|home|work)/")
 #: a progress-bar frame that a library warning was printed into (no newline between): the frame goes,
 #: the warning then starts its own line and is dropped with the rest
 _FRAME_BEFORE_WARNING = re.compile(r"[^\n\r]*\](?=(?:/|<venv>)\S*\.py:\d+: \w*Warning: )")
@@ -120,14 +126,39 @@ def _carriage_returns(text: str) -> str:
     return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
 
 
-def tidy_outputs(nb: dict) -> dict:
+def noise(nb: dict) -> dict[str, int]:
+    """Lines of a notebook's text outputs: ``lines`` in all, ``library`` lines that are library
+    warnings or logs (:data:`_WARNING`, :data:`_LOG`), ``frames`` progress-bar frames overwritten
+    by a carriage return, ``paths`` lines with an absolute machine path; and ``largest``, the most
+    characters one cell's text outputs take (the longest representation of each output)."""
+    counts = {"lines": 0, "library": 0, "frames": 0, "paths": 0, "largest": 0}
+    for cell in nb.get("cells", []):
+        size = 0
+        for out in cell.get("outputs", []):
+            texts = ["".join(out.get("text", ""))] + ["".join(v) for k, v in out.get("data", {}).items()
+                                                     if k.startswith("text/")]
+            size += max(len(t) for t in texts)
+            shown = texts[0] if out.get("output_type") == "stream" else "".join(out.get("data", {}).get("text/plain", ""))
+            lines = [line for line in shown.split("\n") if line.strip()]
+            counts["lines"] += len(lines)
+            counts["library"] += sum(bool(_WARNING.match(line) or _LOG.match(line)) for line in lines)
+            counts["frames"] += sum(line.count("\r") for line in lines)
+            counts["paths"] += sum(bool(_MACHINE_PATH.search(line)) for line in lines)
+            counts["library"] += _library_log(out)
+        counts["largest"] = max(counts["largest"], size)
+    return counts
+
+
+def tidy_outputs(nb: dict, removed: list[str] | None = None) -> dict:
     """The outputs as a reader sees them: each cell's stream outputs of one name merged into one
     (as nbval merges them before comparing), a progress bar reduced to its final line, and in
     cells nbval does not compare, library warnings and log lines dropped (:data:`_WARNING`,
     :data:`_LOG`, ``rich`` console logs) and this machine's paths shortened (the repository to
-    ``.``, the Python environment to ``<venv>``)."""
+    ``.``, the Python environment to ``<venv>``). What is dropped is appended to ``removed``, one
+    ``cell N: line`` each, for the run's log."""
     venv = str(Path(sys.prefix))
-    for cell in nb.get("cells", []):
+    removed = [] if removed is None else removed
+    for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code" or not cell.get("outputs"):
             continue
         compared = "nbval-check-output" in cell.get("metadata", {}).get("tags", [])
@@ -149,12 +180,16 @@ def tidy_outputs(nb: dict) -> dict:
                 for line in lines:
                     if skip_next and line.startswith("  "):
                         skip_next = False
+                        removed.append(f"cell {index}: {line}")
                         continue
                     skip_next = bool(_WARNING.match(line))
                     if not skip_next and not _LOG.match(line):
                         keep.append(line)
+                    else:
+                        removed.append(f"cell {index}: {line}")
                 text = "\n".join(keep).replace(venv, "<venv>").replace(str(REPO_ROOT), ".")
             out["text"] = text
+        removed += [f"cell {index}: (a rich-console log block)" for o in merged if not compared and _library_log(o)]
         cell["outputs"] = [o for o in merged if (o.get("output_type") != "stream" or o["text"].strip())
                            and (compared or not _library_log(o))]
     return nb
@@ -188,12 +223,18 @@ def run(paths: list[Path], parameters: dict, kernel: str | None = None) -> float
             raise
         import nbformat
 
-        executed = nbformat.read(tmp, as_version=4)
-        nbformat.write(nbformat.from_dict(tidy_outputs(executed)), tmp)
+        executed, removed = nbformat.read(tmp, as_version=4), []
+        nbformat.write(nbformat.from_dict(tidy_outputs(executed, removed)), tmp)
+        log = artifacts_dir() / "logs" / f"{nb.stem}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("\n".join(removed) + "\n")
         os.replace(tmp, nb)
         seconds = time.perf_counter() - t0
         total += seconds
-        print(f"    done in {seconds:.0f} s", flush=True)
+        left = noise(json.loads(nb.read_text()))
+        print(f"    done in {seconds:.0f} s; {len(removed)} library log line(s) kept out of the notebook, in "
+              f"{log.relative_to(REPO_ROOT) if log.is_relative_to(REPO_ROOT) else log}; library noise left: "
+              f"{left['library'] + left['frames']} of {left['lines']} output lines", flush=True)
     return total
 
 
@@ -214,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown(report.load()))
     summary = report.write_summary()
     print(f"\ncomparison tables and Pareto plots written to {summary}")
+    for readme in report.write_blocks(report.load()):
+        print(f"results block rewritten in {readme.relative_to(REPO_ROOT)}")
     if args.only is None and not args.parameter:   # a complete default run: every default row is this machine's
         from common import compare   # the machine these rows were made on decides make test's tolerances
 

@@ -150,3 +150,37 @@ def test_a_warning_printed_into_a_progress_bar_frame_is_dropped_with_the_frame()
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [
         {"output_type": "stream", "name": "stderr", "text": text}]}]}
     assert tidy_outputs(nb)["cells"][0]["outputs"][0]["text"] == "measuring: 100%|#####| 33/33 [00:40<00:00,  1.23s/it]\n"
+
+
+def test_what_tidy_drops_goes_to_the_runs_log_and_noise_counts_it():
+    from common.run_all import noise, tidy_outputs
+
+    text = ("Model name: ./artifacts/hw2/resnet18/tflite/resnet18.tflite\nOriginal model size: 42.64 MiB\n"
+            "Quantized model size: 21.36 MiB\nQuantization Ratio: 0.50 (2.0x smaller)\nTotal time: 161.98 ms\n"
+            "165 __module.model.22/aten::div/Divide\nour own line: 2.0x smaller\n")
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": text},
+        {"output_type": "stream", "name": "stderr", "text": "\rbar 1/2\rbar 2/2\n/tmp/x.py:1: UserWarning: y\n  z\n"}]}]}
+    before = noise(nb)
+    assert before["library"] == 7 and before["frames"] == 2 and before["paths"] == 1 and before["lines"] == 10
+    removed = []
+    out = tidy_outputs(nb, removed)
+    assert [o["text"] for o in out["cells"][0]["outputs"]] == ["our own line: 2.0x smaller\n", "bar 2/2\n"]
+    assert len(removed) == 8 and removed[0] == "cell 0: Model name: ./artifacts/hw2/resnet18/tflite/resnet18.tflite"
+    assert noise(out) == {"lines": 2, "library": 0, "frames": 0, "paths": 0, "largest": len("our own line: 2.0x smaller\n") + 8}
+
+
+@pytest.mark.parametrize("path", run_all.notebooks(), ids=lambda p: p.stem)
+def test_a_committed_notebook_reads_quietly(path):
+    """What reviewers read: library noise at most 5 % of the output lines, no machine path, no cell
+    output over 20,000 characters, no image over 200 KB."""
+    import base64
+    import json
+
+    nb = json.loads(path.read_text())
+    n = run_all.noise(nb)
+    assert n["library"] + n["frames"] <= 0.05 * max(n["lines"], 1), n
+    assert n["paths"] == 0 and n["largest"] < 20_000, n
+    images = {(i, len(base64.b64decode("".join(v)))) for i, c in enumerate(nb["cells"]) for o in c.get("outputs", [])
+              for k, v in o.get("data", {}).items() if k.startswith("image/") and k != "image/svg+xml"}
+    assert all(size < 200_000 for _, size in images), sorted(images, key=lambda t: -t[1])[:3]
