@@ -151,7 +151,8 @@ def noise(nb: dict) -> dict[str, int]:
 
 def tidy_outputs(nb: dict, removed: list[str] | None = None) -> dict:
     """The outputs as a reader sees them: each cell's stream outputs of one name merged into one
-    (as nbval merges them before comparing), a progress bar reduced to its final line, and in
+    (as nbval merges them before comparing; in cells nbval does not compare, only between two
+    tables or plots, so that text stays where it was printed), a progress bar reduced to its final line, and in
     cells nbval does not compare, library warnings and log lines dropped (:data:`_WARNING`,
     :data:`_LOG`, ``rich`` console logs) and this machine's paths shortened (the repository to
     ``.``, the Python environment to ``<venv>``). What is dropped is appended to ``removed``, one
@@ -162,7 +163,7 @@ def tidy_outputs(nb: dict, removed: list[str] | None = None) -> dict:
         if cell.get("cell_type") != "code" or not cell.get("outputs"):
             continue
         compared = "nbval-check-output" in cell.get("metadata", {}).get("tags", [])
-        merged, streams = [], {}
+        merged, streams, every = [], {}, []
         for out in cell["outputs"]:
             if out.get("output_type") == "stream":
                 text = "".join(out.get("text", ""))
@@ -171,8 +172,11 @@ def tidy_outputs(nb: dict, removed: list[str] | None = None) -> dict:
                     continue
                 out = {**out, "text": text}
                 streams[out["name"]] = out
+                every.append(out)
+            elif not compared:      # text printed after a table or plot stays after it
+                streams = {}
             merged.append(out)
-        for out in streams.values():
+        for out in every:
             text = _carriage_returns(out["text"])
             if not compared:
                 text = _FRAME_BEFORE_WARNING.sub("", text)

@@ -117,7 +117,7 @@ class Verdict:
                 return f"{head}, {self.winner} better on every paired seed (range of the differences {self.spread:.4f})"
             return f"{head}, within the paired differences' range ({self.spread:.4f}): no winner"
         if self.winner:
-            return f"{head}, {self.winner} better on every seed (spread {self.spread:.4f})"
+            return f"{head}, {self.winner} better on every seed (its worst seed beats the other's best; seed ranges up to {self.spread:.4f})"
         return f"{head}, within the seed spread ({self.spread:.4f}): no winner"
 
 

@@ -457,8 +457,9 @@ class Comparison:
 
     def ranking(self, names: Sequence[str] | None = None, note: Callable[[str], str] | None = None) -> str:
         """``names`` (default every candidate) fastest first, "name 1.92x (1.78-2.04)", and which lead
-        is a tie: "tflite 1.92x (1.78-2.04), onnx 1.88x (1.82-1.97) [no measurable difference between
-        these two], openvino 1.75x (1.58-1.81)"; ``note(name)`` adds to the parentheses (e.g. quality)."""
+        is a tie, with the paired ratio it rests on: "tflite 1.92x (1.78-2.04), onnx 1.88x (1.82-1.97) [no
+        measurable difference between these two, paired in this run: tflite / onnx 1.02x (0.97-1.08)],
+        openvino 1.75x (1.58-1.81)"; ``note(name)`` adds to the parentheses (e.g. quality)."""
         names = [n for n in (names or self.speeds) if n != self.reference]
         order = sorted(names, key=lambda n: -self[n].speedup)
         parts = [f"{n} {self[n].speedup:.2f}x ({self[n].lo:.2f}-{self[n].hi:.2f}{'; ' + note(n) if note else ''})"
@@ -466,14 +467,20 @@ class Comparison:
         tied, k = set(self.fastest(order)), 0
         while k < len(order) and order[k] in tied:
             k += 1
-        if k > 1:
-            parts[k - 1] += (f" [the first {k}: no measurable difference from the fastest]"
-                             if k > 2 else " [no measurable difference between these two]")
+        if k > 1:   # the paired ratios the verdict rests on (these intervals against the reference do not decide it)
+            paired = "; ".join(f"{order[0]} / {n} {b.speedup:.2f}x ({b.lo:.2f}-{b.hi:.2f})"
+                               for n in order[1:k] for b in [self.between(order[0], n)])
+            parts[k - 1] += (f" [the first {k}: no measurable difference from the fastest" if k > 2
+                             else " [no measurable difference between these two") + f", paired in this run: {paired}]"
         return ", ".join(parts)
 
     def frame(self) -> "pandas.DataFrame":
-        """One row per model: runtime, median / p90 ms, speed-up and interval, verdict."""
+        """One row per model: runtime, median / p90 ms, speed-up and interval, verdict (shown whole:
+        pandas would cut a verdict at 50 characters)."""
         import pandas as pd
+
+        if (pd.get_option("display.max_colwidth") or 10**6) < 100:
+            pd.set_option("display.max_colwidth", 100)
 
         rows = [{"model": s.name, "runtime": s.runtime, "median ms": round(s.median_ms, 2),
                  "p90 ms": round(s.p90_ms, 2), "speed-up": round(s.speedup, 2),

@@ -184,3 +184,15 @@ def test_a_committed_notebook_reads_quietly(path):
     images = {(i, len(base64.b64decode("".join(v)))) for i, c in enumerate(nb["cells"]) for o in c.get("outputs", [])
               for k, v in o.get("data", {}).items() if k.startswith("image/") and k != "image/svg+xml"}
     assert all(size < 200_000 for _, size in images), sorted(images, key=lambda t: -t[1])[:3]
+
+
+def test_text_printed_between_tables_stays_between_them():
+    from common.run_all import tidy_outputs
+
+    table = {"output_type": "display_data", "data": {"text/plain": "T"}}
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": "resnet18:\n"}, {"output_type": "stream", "name": "stderr", "text": "\rbar 1/2"},
+        {"output_type": "stream", "name": "stderr", "text": "\rbar 2/2\n"}, table,
+        {"output_type": "stream", "name": "stdout", "text": "yolov8n:\n"}, table]}]}
+    out = tidy_outputs(nb)["cells"][0]["outputs"]
+    assert [o.get("text", o.get("data", {}).get("text/plain")) for o in out] == ["resnet18:\n", "bar 2/2\n", "T", "yolov8n:\n", "T"]

@@ -78,14 +78,14 @@ def test_verdict_outside_the_spread_names_a():
     assert v.winner == "a"
     assert v.diff == pytest.approx(0.10)
     assert v.spread == pytest.approx(0.02)
-    assert str(v) == "a 0.9100 vs b 0.8100: +0.1000, a better on every seed (spread 0.0200)"
+    assert str(v) == "a 0.9100 vs b 0.8100: +0.1000, a better on every seed (its worst seed beats the other's best; seed ranges up to 0.0200)"
 
 
 def test_verdict_outside_the_spread_names_b():
     v = verdict("x", [0.50, 0.52], "y", [0.60, 0.61])
     assert v.winner == "y"
     assert v.diff == pytest.approx(-0.095)
-    assert str(v) == "x 0.5100 vs y 0.6050: -0.0950, y better on every seed (spread 0.0200)"
+    assert str(v) == "x 0.5100 vs y 0.6050: -0.0950, y better on every seed (its worst seed beats the other's best; seed ranges up to 0.0200)"
 
 
 def test_verdict_overlapping_ranges_name_no_winner():
