@@ -353,7 +353,7 @@ def show_photos(fig, quality: int = 85):
     from IPython.display import Image, display
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="jpeg", dpi=80, pil_kwargs={"quality": quality, "optimize": True})
+    fig.savefig(buf, format="jpeg", dpi=80, bbox_inches="tight", pil_kwargs={"quality": quality, "optimize": True})
     plt.close(fig)
     display(Image(data=buf.getvalue(), format="jpeg"))
     return buf.tell()
