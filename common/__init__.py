@@ -11,7 +11,10 @@ Split by concern, imported by every notebook (nothing is pasted into a notebook)
 - ``common.memory``    peak RAM / VRAM of load + inference, measured in a fresh process
 - ``common.size``      bytes on disk, gzip bytes, params, FLOPs, sparsity
 - ``common.metrics``   classification metrics (checked against scikit-learn)
-- ``common.report``    the results registry ``results/experiments.csv``, tables and plots
+- ``common.registry``  the results registry ``results/experiments.csv``: schema, upsert, load
+- ``common.report``    tables and plots of registry rows (re-exports the registry's API)
+- ``common.summary``   ``results/README.md`` and the READMEs' generated results blocks
+- ``common.files``     atomic writes: a reader never sees a half-written file
 - ``common.run_all``   executes every homework notebook with papermill
 
 Heavy libraries (torch, ultralytics, openvino, ...) are imported lazily inside functions.

@@ -127,6 +127,8 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
     "tensorrt", whose fp16 follows ``precision``). A runtime that cannot run on CUDA here raises
     :class:`DeviceUnavailable` naming what is missing; none falls back to the CPU. A TensorRT
     ``.engine`` (ultralytics' export) runs on CUDA only, through ultralytics' ``AutoBackend``.
+    Every option is checked here, before any runtime is imported; then the runtime's own loader
+    (:data:`LOADERS`) opens the model.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -146,100 +148,121 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
                          "provider on CUDA; export an fp16 model for the other runtimes")
     if provider not in ORT_PROVIDERS:
         raise ValueError(f"unknown onnxruntime provider {provider!r}; choose one of {list(ORT_PROVIDERS)}")
-    if kind in ("pytorch", "torchscript"):
-        import torch
+    if kind == "onnxruntime" and precision == "fp16" and provider != "tensorrt":
+        raise ValueError("ONNX Runtime runs fp16 on CUDA through provider='tensorrt'; for the CUDA "
+                         "provider export an fp16 ONNX model")
+    if openvino_precision not in ("f32", "bf16", "f16"):
+        raise ValueError(f"unknown openvino_precision {openvino_precision!r}; choose f32, bf16 or f16")
+    return LOADERS[kind](artifact, kind=kind, threads=threads, device=device, precision=precision,
+                         provider=provider, optimize=optimize, openvino_precision=openvino_precision)
 
-        torch.set_num_threads(threads)
-        if isinstance(artifact, torch.nn.Module):
-            model = artifact
-        elif kind == "pytorch":
-            model = load_module(artifact)
-        else:
-            model = torch.jit.load(str(artifact), map_location=device)
-        model = model.eval().to(device)
-        if precision == "fp16":
-            model = model.half()
-        dtype = next((p.dtype for p in model.parameters()), torch.float32)
 
-        def run(x):
-            with torch.inference_mode():
-                return _first(model(x))
+# --------------------------------------------------------------------------- one loader per runtime
+# Each takes the artifact and load()'s already-checked options, and returns a Backend.
 
-        sync = torch.cuda.synchronize if device == "cuda" else None
-        return Backend(kind, threads, device,
-                       prepare=lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype),
-                       run=run, to_numpy=lambda y: y.float().cpu().numpy(), sync=sync, handle=model)
-    if kind == "onnxruntime":
-        import onnxruntime as ort
+def _load_torch(artifact, *, kind: str, threads: int, device: str, precision: str, **_) -> Backend:
+    """PyTorch eager (a module, a pickled module or an ultralytics checkpoint) or TorchScript."""
+    import torch
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                       else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-        if device == "cuda" and (why := onnxruntime_cuda_missing(provider)):
-            raise DeviceUnavailable(why)
-        if precision == "fp16" and provider != "tensorrt":
-            raise ValueError("ONNX Runtime runs fp16 on CUDA through provider='tensorrt'; for the CUDA "
-                             "provider export an fp16 ONNX model")
-        wanted = ORT_PROVIDERS[provider]
-        options = {"trt_fp16_enable": precision == "fp16"} if provider == "tensorrt" else {}
-        on_gpu = ([(wanted, options), "CUDAExecutionProvider"] if provider == "tensorrt" else [wanted])
-        providers = (on_gpu if device == "cuda" else []) + ["CPUExecutionProvider"]
-        sess = ort.InferenceSession(str(artifact), so, providers=providers)
-        if device == "cuda" and sess.get_providers()[0] != wanted:
-            # ONNX Runtime falls back to the next provider (at last the CPU) when one fails to start
-            raise DeviceUnavailable(f"onnxruntime's {'CUDA' if provider == 'cuda' else 'TensorRT'} provider "
-                                    f"did not start (session providers: "
-                                    f"{', '.join(sess.get_providers())}); check the CUDA / cuDNN "
-                                    f"{'/ TensorRT ' if provider == 'tensorrt' else ''}libraries "
-                                    "onnxruntime-gpu needs")
-        inp = sess.get_inputs()[0]
-        np_dtype = np.float16 if "float16" in inp.type else np.float32
-        return Backend(kind, threads, device,
-                       prepare=lambda a: {inp.name: np.ascontiguousarray(a, dtype=np_dtype)},
-                       run=lambda feed: sess.run(None, feed)[0],
-                       to_numpy=lambda y: np.asarray(y, dtype=np.float32), handle=sess)
-    if kind == "tensorrt":
-        if why := tensorrt_missing():
-            raise DeviceUnavailable(why)
-        import torch
-        from ultralytics.nn.autobackend import AutoBackend
+    torch.set_num_threads(threads)
+    if isinstance(artifact, torch.nn.Module):
+        model = artifact
+    elif kind == "pytorch":
+        model = load_module(artifact)
+    else:
+        model = torch.jit.load(str(artifact), map_location=device)
+    model = model.eval().to(device)
+    if precision == "fp16":
+        model = model.half()
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
 
-        engine = AutoBackend(str(artifact), device=torch.device("cuda:0"), verbose=False)
-        half = bool(getattr(engine, "fp16", False))
+    def run(x):
+        with torch.inference_mode():
+            return _first(model(x))
 
-        def run(x):
-            with torch.inference_mode():
-                return _first(engine(x))
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    return Backend(kind, threads, device,
+                   prepare=lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device, dtype),
+                   run=run, to_numpy=lambda y: y.float().cpu().numpy(), sync=sync, handle=model)
 
-        return Backend(kind, threads, device,
-                       prepare=lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(
-                           "cuda", torch.half if half else torch.float32),
-                       run=run, to_numpy=lambda y: y.float().cpu().numpy(),
-                       sync=torch.cuda.synchronize, handle=engine)
-    if kind == "openvino":
-        import openvino as ov
 
-        p = Path(artifact)
-        xml = sorted(p.glob("*.xml"))[0] if p.is_dir() else p
-        if openvino_precision not in ("f32", "bf16", "f16"):
-            raise ValueError(f"unknown openvino_precision {openvino_precision!r}; choose f32, bf16 or f16")
-        compiled = ov.Core().compile_model(str(xml), "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-            "INFERENCE_PRECISION_HINT": openvino_precision})
-        request = compiled.create_infer_request()
-        out0 = compiled.output(0)
+def _load_onnxruntime(artifact, *, kind: str, threads: int, device: str, precision: str, provider: str,
+                      optimize: bool, **_) -> Backend:
+    """An ONNX model in ONNX Runtime: sequential, ``threads`` intra-op threads, on the CPU or a CUDA provider."""
+    import onnxruntime as ort
 
-        def run(a):
-            request.infer(a)  # sync, single request, input set by position
-            return request.get_tensor(out0).data
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if device == "cuda" and (why := onnxruntime_cuda_missing(provider)):
+        raise DeviceUnavailable(why)
+    wanted = ORT_PROVIDERS[provider]
+    options = {"trt_fp16_enable": precision == "fp16"} if provider == "tensorrt" else {}
+    on_gpu = ([(wanted, options), "CUDAExecutionProvider"] if provider == "tensorrt" else [wanted])
+    providers = (on_gpu if device == "cuda" else []) + ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(str(artifact), so, providers=providers)
+    if device == "cuda" and sess.get_providers()[0] != wanted:
+        # ONNX Runtime falls back to the next provider (at last the CPU) when one fails to start
+        raise DeviceUnavailable(f"onnxruntime's {'CUDA' if provider == 'cuda' else 'TensorRT'} provider "
+                                f"did not start (session providers: "
+                                f"{', '.join(sess.get_providers())}); check the CUDA / cuDNN "
+                                f"{'/ TensorRT ' if provider == 'tensorrt' else ''}libraries "
+                                "onnxruntime-gpu needs")
+    inp = sess.get_inputs()[0]
+    np_dtype = np.float16 if "float16" in inp.type else np.float32
+    return Backend(kind, threads, device,
+                   prepare=lambda a: {inp.name: np.ascontiguousarray(a, dtype=np_dtype)},
+                   run=lambda feed: sess.run(None, feed)[0],
+                   to_numpy=lambda y: np.asarray(y, dtype=np.float32), handle=sess)
 
-        return Backend(kind, threads, device,
-                       prepare=lambda a: [np.ascontiguousarray(a, dtype=np.float32)],
-                       run=run, to_numpy=lambda y: np.array(y, dtype=np.float32), handle=compiled)
-    # tflite
+
+def _load_tensorrt(artifact, *, kind: str, threads: int, device: str, **_) -> Backend:
+    """A TensorRT ``.engine`` through ultralytics' AutoBackend (CUDA only)."""
+    if why := tensorrt_missing():
+        raise DeviceUnavailable(why)
+    import torch
+    from ultralytics.nn.autobackend import AutoBackend
+
+    engine = AutoBackend(str(artifact), device=torch.device("cuda:0"), verbose=False)
+    half = bool(getattr(engine, "fp16", False))
+
+    def run(x):
+        with torch.inference_mode():
+            return _first(engine(x))
+
+    return Backend(kind, threads, device,
+                   prepare=lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(
+                       "cuda", torch.half if half else torch.float32),
+                   run=run, to_numpy=lambda y: y.float().cpu().numpy(),
+                   sync=torch.cuda.synchronize, handle=engine)
+
+
+def _load_openvino(artifact, *, kind: str, threads: int, device: str, openvino_precision: str, **_) -> Backend:
+    """An OpenVINO IR (``.xml`` or its folder) compiled for the CPU: latency hint, one stream."""
+    import openvino as ov
+
+    p = Path(artifact)
+    xml = sorted(p.glob("*.xml"))[0] if p.is_dir() else p
+    compiled = ov.Core().compile_model(str(xml), "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+        "INFERENCE_PRECISION_HINT": openvino_precision})
+    request = compiled.create_infer_request()
+    out0 = compiled.output(0)
+
+    def run(a):
+        request.infer(a)  # sync, single request, input set by position
+        return request.get_tensor(out0).data
+
+    return Backend(kind, threads, device,
+                   prepare=lambda a: [np.ascontiguousarray(a, dtype=np.float32)],
+                   run=run, to_numpy=lambda y: np.array(y, dtype=np.float32), handle=compiled)
+
+
+def _load_tflite(artifact, *, kind: str, threads: int, device: str, **_) -> Backend:
+    """A ``.tflite`` model in the LiteRT interpreter; NCHW input transposed for NHWC models, int8 I/O scaled."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(artifact), num_threads=threads)
@@ -271,3 +294,9 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
 
     return Backend(kind, threads, device, prepare=prepare, run=run,
                    to_numpy=lambda y: np.asarray(y, dtype=np.float32), handle=interp)
+
+
+#: the loader of each runtime :func:`kind_of` names
+LOADERS: dict[str, Callable[..., Backend]] = {"pytorch": _load_torch, "torchscript": _load_torch,
+                                              "onnxruntime": _load_onnxruntime, "tensorrt": _load_tensorrt,
+                                              "openvino": _load_openvino, "tflite": _load_tflite}

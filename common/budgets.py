@@ -2,7 +2,7 @@
 
 Each registry row of a homework is matched (homework, workload, a regular expression over its
 name, optionally a phrase in its notes) by the first :class:`Budget` that covers it. A budget
-is the largest drop of the workload's primary metric (:data:`common.report.PRIMARY`: accuracy
+is the largest drop of the workload's primary metric (:data:`common.registry.PRIMARY`: accuracy
 for the classifiers, mAP50-95 for the detector) below the baseline of the same registry. A rule
 without a budget says what the row is for instead: a reference (no compression), a control, a
 sweep point or experiment whose purpose is to show where a technique breaks. A row no rule
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from collections.abc import Iterable
 from pathlib import Path
 
-from common import report
+from common import registry
 
 #: the classifier budget for a lossless-by-design step (int8 and fp16, exports, fine-tuned
 #: pruning and clustering): 1 point of accuracy; the detector's: 0.02 mAP50-95
-CLASSIFIER_PT = report.LOSSLESS_DROP["resnet18"]
-DETECTOR_MAP = report.LOSSLESS_DROP["yolov8n"]
+CLASSIFIER_PT = registry.LOSSLESS_DROP["resnet18"]
+DETECTOR_MAP = registry.LOSSLESS_DROP["yolov8n"]
 
 
 class BudgetError(AssertionError):
@@ -59,7 +59,7 @@ _FAILS = "shows a failure on purpose: "
 #: Every rule, first match wins. Budgets are the course's claims; where a row's purpose is to show
 #: a loss, the rule says so and the notebook prints that purpose beside the number.
 BUDGETS: tuple[Budget, ...] = (
-    Budget("*", "*", "|".join(map(re.escape, report.REFERENCE_NAMES)), None, "reference: the uncompressed model"),
+    Budget("*", "*", "|".join(map(re.escape, registry.REFERENCE_NAMES)), None, "reference: the uncompressed model"),
     # hw1: the baselines' own targets live in TARGETS (absolute)
     # hw2: quantization
     Budget("hw2", "yolov8n", r"tflite int8", None,
@@ -140,9 +140,9 @@ def targets(homework: str, rows: list[dict] | None = None, path: Path | None = N
 
     from common import compare
 
-    if homework not in report.HOMEWORKS:
-        raise ValueError(f"unknown homework {homework!r}; valid: {', '.join(report.HOMEWORKS)}")
-    rows = report.read_rows(path) if rows is None else rows
+    if homework not in registry.HOMEWORKS:
+        raise ValueError(f"unknown homework {homework!r}; valid: {', '.join(registry.HOMEWORKS)}")
+    rows = registry.read_rows(path) if rows is None else rows
     bases = compare.baselines(rows)
     for r in rows:       # a run without hw1's rows (one notebook alone): the homework's own reference row
         if r["homework"] == homework and rule_for(r).purpose.startswith("reference"):
@@ -150,7 +150,7 @@ def targets(homework: str, rows: list[dict] | None = None, path: Path | None = N
     out = []
     keep = None if datasets is None else set(datasets)
     for r in (r for r in rows if r["homework"] == homework and (keep is None or r["dataset"] in keep)):
-        metric = report.PRIMARY[r["workload"]]
+        metric = registry.PRIMARY[r["workload"]]
         b, base = rule_for(r), bases.get((r["workload"], r["dataset"]))
         value = float(r[metric]) if r[metric] else None
         ref = float(base[metric]) if base and base[metric] else None

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import files
+
 #: initialisations of :func:`kmeans_1d`: ``linear`` spaces the centroids evenly between the
 #: smallest and the largest weight (Deep Compression's recommendation: it keeps the rare large
 #: weights); ``kmeans++`` draws them with D^2 sampling; ``density`` puts them at evenly spaced
@@ -264,13 +266,8 @@ def save_palette(model, path: str | Path, layers: dict | None = None) -> Path:
             arrays[f"palette/{key}/bits"] = np.array(bits, dtype=np.int64)
         else:
             arrays[f"dense/{key}"] = a
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
+    with files.atomic(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

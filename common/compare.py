@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import report
+from common import registry
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ RULES: dict[str, Rule] = {
     "threads": Rule("exact", why="a parameter of the run"),
     "notes": Rule("skip", why="holds measured details (timings, parity errors, GPU skip notes)"),
 }
-assert set(RULES) == set(report.COLUMNS) - set(report.KEY), "every non-key column needs a rule"
+assert set(RULES) == set(registry.COLUMNS) - set(registry.KEY), "every non-key column needs a rule"
 
 
 def machine() -> dict:
@@ -191,13 +191,10 @@ def machine() -> dict:
 def write_machine(registry: Path) -> Path:
     """Record :func:`machine` beside ``registry`` (``make homeworks`` does, with the summary)."""
     import json
-    import os
 
-    path = Path(registry).parent / MACHINE_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(machine(), indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    from common import files
+
+    return files.write_text(Path(registry).parent / MACHINE_FILE, json.dumps(machine(), indent=1, sort_keys=True) + "\n")
 
 
 def profile(committed) -> str:
@@ -225,7 +222,7 @@ def unstable_rule(row: dict) -> Unstable | None:
 
 
 def _key(row: dict) -> tuple[str, ...]:
-    return tuple(row[k] for k in report.KEY)
+    return tuple(row[k] for k in registry.KEY)
 
 
 def _rows(rows_or_path) -> list[dict[str, str]]:
@@ -233,7 +230,7 @@ def _rows(rows_or_path) -> list[dict[str, str]]:
         path = Path(rows_or_path)
         if not path.exists():
             raise FileNotFoundError(f"no registry at {path}")
-        return report.read_rows(path)
+        return registry.read_rows(path)
     return list(rows_or_path)
 
 
@@ -265,8 +262,8 @@ def differences(committed, rerun, *, homework: str | None = None, datasets: Coll
     row's :data:`UNSTABLE` tolerance) and the absolute value within :data:`QUALITY_TOL` (plus
     that tolerance). No row is exempt. An empty list means the re-run reproduces the committed
     registry."""
-    if homework is not None and homework not in report.HOMEWORKS:
-        raise ValueError(f"unknown homework {homework!r}; valid: {', '.join(report.HOMEWORKS)}")
+    if homework is not None and homework not in registry.HOMEWORKS:
+        raise ValueError(f"unknown homework {homework!r}; valid: {', '.join(registry.HOMEWORKS)}")
     prof = profile_name or profile(committed)
     if prof not in PROFILES:
         raise ValueError(f"unknown profile {prof!r}; choose one of: {', '.join(PROFILES)}")
@@ -338,7 +335,7 @@ def spread(a, b, *, homework: str | None = None) -> dict[str, tuple[float, str]]
     shared = sorted(old.keys() & new.keys())
     out: dict[str, tuple[float, str]] = {}
     for column, rule in RULES.items():
-        if column in report.TEXT or column in ("threads",):
+        if column in registry.TEXT or column in ("threads",):
             continue
         worst, where = 0.0, ""
         for key in shared:
@@ -385,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "column, and every difference outside the tolerances.")
     parser.add_argument("committed", help="the reference registry, e.g. results/experiments.csv")
     parser.add_argument("rerun", help="the registry of a re-run")
-    parser.add_argument("--homework", choices=report.HOMEWORKS, help="only this homework's rows")
+    parser.add_argument("--homework", choices=registry.HOMEWORKS, help="only this homework's rows")
     parser.add_argument("--datasets", nargs="+", metavar="LABEL", help="only these datasets' rows, e.g. digits shapes")
     parser.add_argument("--profile", choices=PROFILES, help="tolerances to apply (default: from the committed "
                         f"registry's {MACHINE_FILE} and this machine)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from common import env
+from common import files
 
 BENCHMARK_APP_FIELDS = ("median_ms", "average_ms", "min_ms", "max_ms", "count")
 _PATTERNS = {"median_ms": r"Median:\s+([\d.]+) (us|ms|s)\b", "average_ms": r"Average:\s+([\d.]+) (us|ms|s)\b",
@@ -104,14 +104,11 @@ def fitness(quality: dict) -> float:
 def save(rows: list[dict], name: str, out_dir: Path | None = None) -> Path:
     """Write ``rows`` to ``results/crosscheck/<name>.csv`` (atomic)."""
     out_dir = Path(out_dir or env.results_dir() / "crosscheck")
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with files.atomic(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
     return path
 
 
@@ -316,9 +313,7 @@ def _main(argv: list[str]) -> None:
     if study not in _STUDIES:
         raise SystemExit(f"unknown study {study!r}; choose one of {sorted(_STUDIES)}")
     result = _STUDIES[study](**args)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, out)
+    files.write_text(out, json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -32,15 +32,16 @@ from pathlib import Path
 
 import numpy as np
 
-from common import backends, data, env, export, memory, report, timing, train, workloads
+from common import backends, data, env, export, memory, summary, timing, train, workloads
+from common import files as atomic_files
 
 BATCHES = (1, 32)
 #: (runtime, precision) measured for every workload; the detector adds :data:`ENGINES`
 RUNTIMES = (("pytorch", "fp32"), ("pytorch", "fp16"), ("torchscript", "fp32"),
             ("onnxruntime", "fp32"), ("tensorrt (onnxruntime)", "fp16"))
 ENGINES = (("tensorrt (engine)", "fp32"), ("tensorrt (engine)", "fp16"), ("tensorrt (engine)", "int8"))
-#: the GPU tables' schema lives in :mod:`common.report` (which renders them in the results README)
-COLUMNS, TRAIN_COLUMNS = report.GPU_COLUMNS, report.GPU_TRAIN_COLUMNS
+#: the GPU tables' schema lives in :mod:`common.summary` (which renders them in the results README)
+COLUMNS, TRAIN_COLUMNS = summary.GPU_COLUMNS, summary.GPU_TRAIN_COLUMNS
 
 
 def cases(workload_names=("resnet18", "yolov8n"), batches=BATCHES) -> list[dict]:
@@ -192,7 +193,7 @@ def environment() -> str:
         driver = "unknown (no nvidia-smi)"
     return (f"GPU: {env.gpu_name()}; driver {driver}; CUDA {torch.version.cuda}; cuDNN "
             f"{torch.backends.cudnn.version()}; CPU training with {workloads.TRAIN_THREADS} threads.\n\n"
-            + report.environment_stamp("common.gpu"))
+            + summary.environment_stamp("common.gpu"))
 
 
 def write(out: Path, rows: list[dict], train_rows: list[dict]) -> None:
@@ -207,13 +208,11 @@ def write(out: Path, rows: list[dict], train_rows: list[dict]) -> None:
              "README.md": "\n".join(["# GPU results", "",
                                      "Written by `make gpu` (`python -m common.gpu`); kept apart from the CPU rows of "
                                      "`results/experiments.csv`, which the notebooks make on the CPU.", "",
-                                     "## Training time per epoch", "", *report.markdown_table(train_rows, TRAIN_COLUMNS), "",
-                                     "## Inference on the GPU", "", *report.markdown_table(rows, COLUMNS), "",
+                                     "## Training time per epoch", "", *summary.markdown_table(train_rows, TRAIN_COLUMNS), "",
+                                     "## Inference on the GPU", "", *summary.markdown_table(rows, COLUMNS), "",
                                      "## Environment", "", stamp, ""])}
     for name, text in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+        atomic_files.write_text(out / name, text)
 
 
 def run(workload_names=("resnet18", "yolov8n"), batches=BATCHES, out: Path | None = None, *,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from common.cluster import INITS, check_clusters, check_init
+from common import files
 
 #: our initialisation names -> TFMOT's CentroidInitialization members
 TFMOT_INIT = {"linear": "LINEAR", "kmeans++": "KMEANS_PLUS_PLUS", "density": "DENSITY_BASED"}
@@ -207,11 +208,7 @@ def to_tflite(model, path: str | Path, *, int8: bool = False, calibration=None,
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     with quiet():
         blob = conv.convert()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
-    return path
+    return files.write_bytes(path, blob)
 
 
 def tflite_variant(model, path: str | Path, data, *, threads: int = 2, **convert) -> dict:

@@ -150,7 +150,7 @@ def course(values: Mapping[str, Any]) -> Course:
     (names checked, paths and layouts validated, network sets refused offline) and ``DEVICE``
     resolved (:func:`common.env.set_device`; "cuda" without a GPU is refused) before any work.
     A detection set without a test split is scored on val; every row written for it says so
-    (:func:`common.report.note_dataset`)."""
+    (:func:`common.registry.note_dataset`)."""
     v = {k: values.get(k, d) for k, d in COURSE.items()}
     for k, d in COURSE.items():
         _check_type(k, v[k], d)
@@ -168,9 +168,9 @@ def course(values: Mapping[str, Any]) -> Course:
                 "yolov8n": data.resolve("yolov8n", v["YOLO_DATASET"])}
     det = datasets["yolov8n"]      # "shapes" is generated with a test split; an export may have none
     if det != "shapes" and data.detection_split(data.detection_yaml(det)) != "test":
-        from common import report
+        from common import registry
 
-        report.note_dataset("yolov8n", data.dataset_label(datasets["yolov8n"]), SCORED_ON_VAL)
+        registry.note_dataset("yolov8n", data.dataset_label(datasets["yolov8n"]), SCORED_ON_VAL)
     env.set_device(device)    # every training, fine-tune and evaluation of a module runs there
     return Course(
         device=device,

@@ -17,6 +17,8 @@ from typing import Iterable
 
 import numpy as np
 
+from common import files
+
 UNSTRUCTURED_SCOPES = ("global", "local")
 CRITERIA = ("l1", "l2", "fpgm")
 
@@ -181,10 +183,8 @@ def save_sparse(model, path: str | Path) -> Path:
             arrays[f"shape::{key}"] = np.asarray(a.shape, dtype=np.int32)
         else:
             arrays[f"dense::{key}"] = a
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
+    with files.atomic(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    tmp.replace(path)
     return path
 
 
@@ -365,11 +365,6 @@ def save_module(model, path: str | Path) -> Path:
     """``torch.save`` a whole (pruned) module, atomically; it reloads as the smaller model."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(model, buf)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
-    return path
+    return files.write_bytes(path, buf.getvalue())

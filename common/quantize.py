@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from common import data as data_mod
+from common import files
 from common.errors import QuantizationError  # noqa: F401  (raised here; part of this module's API)
 
 
@@ -252,12 +253,8 @@ def tflite_quantize(src: str | Path, out_path: str | Path, mode: str,
             qt.update_quantization_recipe(regex=".*", operation_name=op,
                                           algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
         result = qt.quantize(qt.calibrate({key: [{name: x[None]} for x in calibration]}))
-    tmp = out_path.with_name(out_path.stem + ".tmp.tflite")
-    try:
+    with files.atomic(out_path) as tmp:
         result.export_model(str(tmp), overwrite=True)
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_path
 
 

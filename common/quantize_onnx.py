@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import files
 from common.errors import QuantizationError
 
 
@@ -55,21 +56,18 @@ def onnx_int8(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarr
             return None if x is None else {name: x[None]}
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
     pre = out_path.with_name(out_path.stem + ".pre.tmp.onnx")
     try:
-        # shape inference first, as ONNX Runtime recommends; no graph optimization, so node names
-        # (``exclude``) stay those of the exported model
-        quant_pre_process(str(onnx_path), str(pre), skip_optimization=True)
-        quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude or []),
-                        calibrate_method=CalibrationMethod.MinMax, reduce_range=reduce_range)
-        _copy_metadata(onnx_path, tmp)
-        tmp.replace(out_path)
+        with files.atomic(out_path) as tmp:
+            # shape inference first, as ONNX Runtime recommends; no graph optimization, so node names
+            # (``exclude``) stay those of the exported model
+            quant_pre_process(str(onnx_path), str(pre), skip_optimization=True)
+            quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude or []),
+                            calibrate_method=CalibrationMethod.MinMax, reduce_range=reduce_range)
+            _copy_metadata(onnx_path, tmp)
     finally:
-        tmp.unlink(missing_ok=True)
         pre.unlink(missing_ok=True)
     return out_path
 
@@ -96,13 +94,8 @@ def onnx_quantized_weight(onnx_path: str | Path, weight_name: str) -> tuple[np.n
 def _save_onnx(model, out_path: Path) -> Path:
     import onnx
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
-    try:
+    with files.atomic(out_path) as tmp:
         onnx.save(model, str(tmp))
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_path
 
 
@@ -123,14 +116,9 @@ def onnx_dynamic(onnx_path: str | Path, out_path: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
-    try:
+    with files.atomic(out_path) as tmp:
         quantize_dynamic(str(onnx_path), str(tmp), weight_type=QuantType.QUInt8, per_channel=False)
         _copy_metadata(onnx_path, tmp)
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_path
 
 

@@ -254,12 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no homework notebooks found")
     total = run(paths, parse_parameters(args.parameter), args.kernel)
     print(f"\nall {len(paths)} notebook(s) ran in {total:.0f} s\n")
-    from common import report
+    from common import report, summary as results_summary
 
     print(report.markdown(report.load()))
-    summary = report.write_summary()
+    summary = results_summary.write_summary()
     print(f"\ncomparison tables and Pareto plots written to {summary}")
-    for readme in report.write_blocks(report.load()):
+    for readme in results_summary.write_blocks(report.load()):
         print(f"results block rewritten in {readme.relative_to(REPO_ROOT)}")
     if args.only is None and not args.parameter:   # a complete default run: every default row is this machine's
         from common import compare   # the machine these rows were made on decides make test's tolerances

@@ -55,7 +55,7 @@ PAUSE_S = 0.005
 #: TFLite fp32 model came out 3.1-3.7x faster than PyTorch when ONNX Runtime sessions were in the run
 #: and 5.3-5.6x when they were not; 30 ms gave 4.4x, 100 ms 5.0x
 COOLDOWN_S = {"onnxruntime": 0.1}
-#: the registry columns a paired comparison fills (``common.report.COLUMNS``)
+#: the registry columns a paired comparison fills (``common.registry.COLUMNS``)
 COLUMNS = ("latency_cpu_ms", "latency_cpu_p90_ms", "speedup", "speedup_lo", "speedup_hi",
            "speedup_noise", "speedup_vs")
 #: a row whose format cannot be faster on dense kernels: its ratio is only checked to be ~1

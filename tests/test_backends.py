@@ -133,3 +133,18 @@ def test_measure_times_briefly_and_skips_ram_under_the_test_session_and_measures
     row = m.row()
     assert (m.cpu.repeats, m.cpu.warmup) == (40, 5) and "quick timing" not in row["notes"]
     assert row["ram_mb"] == m.ram.peak_rss_mb > m.ram.baseline_rss_mb > 5 and "ram:" not in row["notes"]
+
+
+def test_every_runtime_kind_has_one_loader_and_options_are_checked_before_it_runs(tmp_path, monkeypatch):
+    assert set(backends.LOADERS) == set(backends.SUFFIX_KIND.values())
+    called = []
+    monkeypatch.setitem(backends.LOADERS, "onnxruntime", lambda *a, **k: called.append(k))
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"")
+    with pytest.raises(ValueError, match="choose f32, bf16 or f16"):
+        backends.load(onnx, openvino_precision="int4")
+    with pytest.raises(ValueError, match="through provider='tensorrt'"):
+        backends.load(onnx, device="cuda", precision="fp16", provider="cuda")
+    assert not called                                   # refused before the runtime's loader ran
+    backends.load(onnx, threads=3)
+    assert called[0]["threads"] == 3 and called[0]["kind"] == "onnxruntime"

@@ -95,13 +95,13 @@ def test_the_memory_child_passes_load_options_through(tmp_path):
 
 
 def test_the_results_readme_shows_the_gpu_tables_or_says_there_are_none(tmp_path):
-    from common import report
+    from common import summary
 
-    assert "No GPU table yet" in "\n".join(report.gpu_section(tmp_path / "gpu"))
+    assert "No GPU table yet" in "\n".join(summary.gpu_section(tmp_path / "gpu"))
     gpu.write(tmp_path / "gpu", [{"workload": "yolov8n", "dataset": "shapes", "runtime": "pytorch", "precision": "fp32",
                                   "batch": 1, "latency_gpu_ms": 5.3, "notes": "n"}],
               [{"workload": "yolov8n", "dataset": "shapes", "device": "cpu", "seconds_per_epoch": 7.5, "threads": 2}])
-    text = "\n".join(report.gpu_section(tmp_path / "gpu"))
+    text = "\n".join(summary.gpu_section(tmp_path / "gpu"))
     assert "| yolov8n | shapes | pytorch | fp32 | 1 | 5.3 |" in text and "| yolov8n | shapes | cpu | 7.5 | 2 |" in text
     assert "GPU: " in text and "No GPU table yet" not in text
 

@@ -62,8 +62,9 @@ def test_absolute_path_names_mapping_and_no_test_split(shapes, tmp_path):
 
 def test_every_row_of_a_set_without_test_split_says_it_was_scored_on_val(shapes, tmp_path, monkeypatch):
     from common import params, report
+    from common import registry as schema
 
-    monkeypatch.setattr(report, "DATASET_NOTES", {})
+    monkeypatch.setattr(schema, "DATASET_NOTES", {})      # the registry owns the notes upsert adds
     y = tmp_path / "data.yaml"
     y.write_text(yaml.safe_dump({"path": str(shapes), "train": "images/train", "val": "images/val", "names": NAMES}))
     params.course({"YOLO_DATASET": str(y)})
@@ -77,7 +78,7 @@ def test_every_row_of_a_set_without_test_split_says_it_was_scored_on_val(shapes,
     notes = [r["notes"] for r in report.read_rows(registry)]
     assert notes == [f"{params.SCORED_ON_VAL}; cpu: median of 10 runs", params.SCORED_ON_VAL, "as it was"]
     params.course({"YOLO_DATASET": str(shapes / "data.yaml")})
-    assert list(report.DATASET_NOTES) == [("yolov8n", label)]   # a set with a test split adds none
+    assert list(schema.DATASET_NOTES) == [("yolov8n", label)]   # a set with a test split adds none
 
 
 def test_relative_path_and_no_path_key(shapes, tmp_path, monkeypatch):

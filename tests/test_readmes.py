@@ -1,6 +1,6 @@
 """The READMEs carry no figure the committed run does not show.
 
-Figures of the committed run live in blocks that ``python -m common.report`` generates from
+Figures of the committed run live in blocks that ``python -m common.summary`` generates from
 ``results/experiments.csv`` (every ``make homeworks`` rewrites them); a block that no longer
 matches the registry fails here. Outside the blocks, every decimal figure a README states must
 appear in what the committed run shows: its notebook (sources and outputs), the registry or
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from common import report
+from common import report, summary
 from common.env import REPO_ROOT
 
 HOMEWORK_READMES = sorted(REPO_ROOT.glob("hw*_*/README.md"))
@@ -22,14 +22,14 @@ FIGURE = re.compile(r"(?<![\w.\-/])\d+\.\d+(?![\w.]*[/\w])")
 
 
 def _block(text: str) -> str:
-    assert report.BLOCK_BEGIN in text and report.BLOCK_END in text, "no generated results block"
-    return text.split(report.BLOCK_BEGIN, 1)[1].split(report.BLOCK_END, 1)[0]
+    assert summary.BLOCK_BEGIN in text and summary.BLOCK_END in text, "no generated results block"
+    return text.split(summary.BLOCK_BEGIN, 1)[1].split(summary.BLOCK_END, 1)[0]
 
 
 def _outside_blocks(text: str) -> str:
-    while report.BLOCK_BEGIN in text:
-        head, rest = text.split(report.BLOCK_BEGIN, 1)
-        text = head + rest.split(report.BLOCK_END, 1)[1]
+    while summary.BLOCK_BEGIN in text:
+        head, rest = text.split(summary.BLOCK_BEGIN, 1)
+        text = head + rest.split(summary.BLOCK_END, 1)[1]
     return text
 
 
@@ -50,10 +50,10 @@ def _shown(notebooks) -> str:
                          ids=lambda p: p.parent.name if p.parent != REPO_ROOT else "README")
 def test_a_readmes_generated_block_matches_the_registry(readme):
     df = report.load(REPO_ROOT / "results" / "experiments.csv")   # the committed registry
-    expected = report.headlines(df) if readme.parent == REPO_ROOT else report.homework_summary(
+    expected = summary.headlines(df) if readme.parent == REPO_ROOT else summary.homework_summary(
         df, readme.parent.name.split("_")[0])
     assert _block(readme.read_text()).strip() == "\n".join(expected).strip(), \
-        f"{readme.relative_to(REPO_ROOT)}: its results block is stale; run `python -m common.report`"
+        f"{readme.relative_to(REPO_ROOT)}: its results block is stale; run `python -m common.summary`"
 
 
 @pytest.mark.parametrize("readme", [REPO_ROOT / "README.md", *HOMEWORK_READMES],

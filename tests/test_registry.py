@@ -2,7 +2,7 @@ import csv
 
 import pytest
 
-from common import report
+from common import report, summary
 from common.report import COLUMNS, RegistryError
 
 ROW = {"homework": "hw1", "workload": "resnet18", "dataset": "digits", "name": "baseline",
@@ -146,7 +146,7 @@ def test_comparison_puts_the_baseline_first_with_deltas_and_ratios(tmp_path):
                    {**ROW, "homework": "hw5", "name": "tensorrt", "accuracy": None, "size_mb": None,
                     "latency_cpu_ms": None, "notes": "skipped: no CUDA; more"},
                    {**ROW, "accuracy": 0.99, "size_mb": 40.0, "latency_cpu_ms": 2.0}], path)
-    table = report.comparison(report.load(path))[("resnet18", "digits")]
+    table = summary.comparison(report.load(path))[("resnet18", "digits")]
     assert list(table["name"]) == ["baseline", "int8", "sparse", "tensorrt"]
     int8 = table.iloc[1]
     # the speed-up is the row's own paired measurement, never baseline ms / row ms (2.0 / 0.5 = 4)
@@ -154,7 +154,7 @@ def test_comparison_puts_the_baseline_first_with_deltas_and_ratios(tmp_path):
     assert int8["speed-up × (95 % CI)"] == "3.90 (3.70-4.10)" and int8["measured against"] == "fp32 pytorch"
     assert table.iloc[2]["speed-up × (95 % CI)"] == "1.00 (0.97-1.02) dense kernels: none expected"
     assert table.iloc[3]["status"] == "skipped: no CUDA"
-    readme = report.write_summary(tmp_path)
+    readme = summary.write_summary(tmp_path)
     text = readme.read_text()
     assert "| hw1 | baseline |" in text and "## Environment" in text and "ISA:" in text
     assert (tmp_path / "pareto_resnet18_digits_speedup.png").stat().st_size > 1000
@@ -185,18 +185,18 @@ def _summary_registry(tmp_path):
 
 
 def test_the_summary_shows_the_best_row_of_each_technique(tmp_path):
-    table = report.best_rows(report.load(_summary_registry(tmp_path)), "resnet18", "digits")
+    table = summary.best_rows(report.load(_summary_registry(tmp_path)), "resnet18", "digits")
     assert list(table["row"]) == ["baseline", "int8 a", "global 0.50 ft", "student-kd"]
     assert list(table["technique"]) == ["baseline", "quantization", "pruning", "distillation"]
     assert table.iloc[1]["speed-up × (95 % CI)"] == "3.00 (2.80-3.20)" and table.iloc[1]["size ×"] == "4.00"
     assert table.iloc[1]["kept quality"] == "✅ within 0.01" and table.iloc[1]["Δaccuracy"] == "-0.0050"
     assert table.iloc[3]["kept quality"] == "❌ every row loses more than 0.01"
-    assert report.best_rows(report.load(tmp_path / "nothing.csv"), "resnet18", "digits").empty
+    assert summary.best_rows(report.load(tmp_path / "nothing.csv"), "resnet18", "digits").empty
 
 
 def test_the_results_readme_reads_at_a_glance(tmp_path):
     _summary_registry(tmp_path)
-    text = report.write_summary(tmp_path).read_text()
+    text = summary.write_summary(tmp_path).read_text()
     main, other = text.index("## resnet18 / digits"), text.index("## resnet18 / other (other data)")
     assert main < other < text.index("## Environment")
     section = text[main:other]
@@ -209,8 +209,8 @@ def test_the_results_readme_reads_at_a_glance(tmp_path):
 
 
 def test_long_methods_are_cut_at_a_word_for_reading():
-    assert report.short("short") == "short"
-    cut = report.short("ONNX Runtime static int8, QDQ, per-channel weights, reduce_range (300 training images)", 40)
+    assert summary.short("short") == "short"
+    cut = summary.short("ONNX Runtime static int8, QDQ, per-channel weights, reduce_range (300 training images)", 40)
     assert cut == "ONNX Runtime static int8, QDQ…" and len(cut) <= 40
 
 
@@ -220,7 +220,7 @@ def test_a_workload_without_hw1_takes_its_own_homeworks_baseline(tmp_path):
     twin = {**ROW, "homework": "hw4", "workload": "keras_cnn"}
     report.upsert([{**twin, "name": "16 int8", "accuracy": 0.97, "size_mb": 0.1, "latency_cpu_ms": 0.1},
                    {**twin, "name": "baseline", "accuracy": 0.98, "size_mb": 0.8, "latency_cpu_ms": 0.2}], path)
-    table = report.comparison(report.load(path))[("keras_cnn", "digits")]
+    table = summary.comparison(report.load(path))[("keras_cnn", "digits")]
     assert list(table["name"]) == ["baseline", "16 int8"]
     assert table.iloc[1]["size ×"] == "8.00" and table.iloc[1]["Δaccuracy"] == "-0.0100"
     with pytest.raises(report.RegistryError, match="valid: resnet18, yolov8n, keras_cnn"):
