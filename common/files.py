@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)       # read once: the mode a plain open() would give a new file
+
+
 @contextmanager
 def atomic(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """A temporary path in ``path``'s folder (same suffix unless ``suffix`` is given, because some
@@ -26,6 +30,7 @@ def atomic(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
                                 dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    tmp.chmod(0o666 & ~_UMASK)          # mkstemp makes it private; the target gets the usual mode
     try:
         yield tmp
         os.replace(tmp, path)

@@ -22,3 +22,10 @@ def test_atomic_can_give_the_writer_another_suffix(tmp_path):
         assert tmp.suffix == ".npz"
         tmp.write_bytes(b"x")
     assert (tmp_path / "palette.npz").read_bytes() == b"x"
+
+
+def test_the_written_file_gets_the_mode_a_plain_write_would(tmp_path):
+    plain, atomic = tmp_path / "plain.txt", tmp_path / "atomic.txt"
+    plain.write_text("x")
+    files.write_text(atomic, "x")
+    assert atomic.stat().st_mode == plain.stat().st_mode
