@@ -83,8 +83,7 @@ def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
             row["gzip MB"] = _fmt("gzip_mb", r["gzip_mb"])
             row["CPU ms (snapshot)"] = f"{t:.2f}" if t else ""
             row["speed-up × (95 % CI)"] = _speedup_cell(r)
-            row["measured against"] = "" if not _num(r.get("speedup")) else (
-                "itself (A/A noise)" if r.get("speedup_vs") == r["name"] else str(r.get("speedup_vs") or ""))
+            row["measured against"] = _against(r).replace("itself (A/A)", "itself (A/A noise)")
             row["RAM MB"] = f"{_num(r['ram_mb']):.0f}" if _num(r["ram_mb"]) else ""
             row["GPU ms"] = f"{_num(r['latency_gpu_ms']):.2f}" if _num(r["latency_gpu_ms"]) else ""
             row["VRAM MB"] = f"{_num(r['vram_mb']):.0f}" if _num(r["vram_mb"]) else ""
@@ -94,6 +93,23 @@ def comparison(df=None) -> dict[tuple[str, str], "pandas.DataFrame"]:
         keep = [c for c in table.columns if (table[c] != "").any() or c in ("homework", "name")]
         out[workload, dataset] = table[keep]
     return out
+
+
+def _against(r) -> str:
+    """The row a speed-up was measured against ("itself (A/A)" for the reference), or "" if untimed."""
+    if not _num(r.get("speedup")):
+        return ""
+    return "itself (A/A)" if r.get("speedup_vs") == r["name"] else str(r.get("speedup_vs") or "")
+
+
+def _cells(r, key: str, base_q: float | None, base_mb: float | None) -> dict[str, str]:
+    """The short table cells of one registry row: name, method, quality and Δ (``key``), size ×, speed-up."""
+    q, mb = _num(r[key]), _num(r["size_mb"])
+    return {"row": r["name"], "method": short(r.method, 48), key: f"{q:.4f}" if q is not None else "",
+            f"Δ{key}": f"{q - base_q:+.4f}" if q is not None and base_q is not None else "",
+            "size ×": f"{base_mb / mb:.2f}" if mb and base_mb else "",
+            "speed-up × (95 % CI)": _speedup_cell(r).replace(" dense kernels: none expected", " (dense)"),
+            "against": _against(r)}
 
 
 def best_rows(df, workload: str, dataset: str) -> "pandas.DataFrame":
@@ -114,13 +130,7 @@ def best_rows(df, workload: str, dataset: str) -> "pandas.DataFrame":
     b, bs, limit = float(base[key]), _num(base["size_mb"]), LOSSLESS_DROP[workload]
 
     def line(r, technique: str, kept: str) -> dict:
-        q, s = float(r[key]), _num(r["size_mb"])
-        return {"technique": technique, "homework": r.homework, "row": r["name"], "method": short(r.method, 48),
-                key: f"{q:.4f}", f"Δ{key}": f"{q - b:+.4f}", "size ×": f"{bs / s:.2f}" if s and bs else "",
-                "speed-up × (95 % CI)": _speedup_cell(r).replace(" dense kernels: none expected", " (dense)"),
-                "against": "" if not _num(r.get("speedup")) else (
-                    "itself (A/A)" if r.get("speedup_vs") == r["name"] else str(r.get("speedup_vs") or "")),
-                "kept quality": kept}
+        return {"technique": technique, "homework": r.homework, **_cells(r, key, b, bs), "kept quality": kept}
 
     out = [line(base, "baseline", "")]
     for hw in HOMEWORKS[1:]:
@@ -198,8 +208,8 @@ def gpu_section(gpu_dir: Path) -> list[str]:
 
 
 def _md(table) -> list[str]:
-    return (["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-            + ["| " + " | ".join(str(v) for v in r) + " |" for r in table.itertuples(index=False)])
+    """A DataFrame of display strings as markdown table lines."""
+    return markdown_table(table.to_dict("records"), list(table.columns))
 
 
 def _sections(df) -> list[tuple[str, str, bool]]:
@@ -231,16 +241,9 @@ def homework_summary(df, homework: str) -> list[str]:
         key, base = PRIMARY[workload], baseline_row(df, workload, dataset)
         b = _num(base[key]) if base is not None else None
         bs = _num(base["size_mb"]) if base is not None else None
-        out = []
-        for _, r in rows.iterrows():
-            q, sz = _num(r[key]), _num(r["size_mb"])
-            out.append({"row": r["name"], "method": short(r.method, 48), key: f"{q:.4f}" if q is not None else "",
-                        f"Δ{key}": f"{q - b:+.4f}" if q is not None and b is not None else "",
-                        "size ×": f"{bs / sz:.2f}" if sz and bs else "",
-                        "speed-up × (95 % CI)": _speedup_cell(r).replace(" dense kernels: none expected", " (dense)"),
-                        "against": "" if not _num(r.get("speedup")) else (
-                            "itself (A/A)" if r.get("speedup_vs") == r["name"] else str(r.get("speedup_vs") or "")),
-                        "status": "" if q is not None else (str(r.notes).split(";")[0] or "not measured")})
+        out = [{**_cells(r, key, b, bs),
+                "status": "" if _num(r[key]) is not None else (str(r.notes).split(";")[0] or "not measured")}
+               for _, r in rows.iterrows()]
         table = pd.DataFrame(out)
         table = table[[c for c in table.columns if (table[c] != "").any() or c == "row"]]
         lines += [f"**{workload} / {dataset}**", "", *_md(table), ""]
