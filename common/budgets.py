@@ -4,9 +4,14 @@ Each registry row of a homework is matched (homework, workload, a regular expres
 name, optionally a phrase in its notes) by the first :class:`Budget` that covers it. A budget
 is the largest drop of the workload's primary metric (:data:`common.registry.PRIMARY`: accuracy
 for the classifiers, mAP50-95 for the detector) below the baseline of the same registry. A rule
-without a budget says what the row is for instead: a reference (no compression), a control, a
-sweep point or experiment whose purpose is to show where a technique breaks. A row no rule
-covers is an error, so a new experiment cannot slip in without a stated budget.
+without a budget says what the row is for instead: a reference (no compression), a control, or a
+sweep point of a curve whose purpose is to show where a technique breaks. A row no rule covers
+is an error, so a new experiment cannot slip in without a stated budget.
+
+A budget the course knows a row misses (``known_miss``: the detector at 2 bits, half its channels
+cut with a short fine-tune, ...) is still a budget: the row is shown ❌ over it, with the reason,
+and the run goes on; only a miss nobody expected fails it. A row measured over several seeds is
+held to its budget on every seed (``seeds`` of :func:`targets`).
 
 Every notebook ends its measurements with :func:`check`, which shows the targets table and
 fails the run on a row over its budget (on the offline defaults, the run the budgets are set
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from common import registry
@@ -43,6 +48,7 @@ class Budget:
     max_drop: float | None
     purpose: str
     notes: str = ""        # a phrase the row's notes must contain (e.g. "chosen on val")
+    known_miss: bool = False   # the course expects this row over its budget: shown ❌, not asserted
 
     def matches(self, row: dict) -> bool:
         return (self.homework in (row["homework"], "*") and self.workload in (row["workload"], "*")
@@ -50,21 +56,27 @@ class Budget:
                 and self.notes in (row.get("notes") or ""))
 
 
-def _lossless(homework: str, pattern: str, purpose: str) -> tuple[Budget, ...]:
-    return (Budget(homework, "resnet18", pattern, CLASSIFIER_PT, purpose),
-            Budget(homework, "yolov8n", pattern, DETECTOR_MAP, purpose))
+def _lossless(homework: str, pattern: str, purpose: str, known_miss: bool = False) -> tuple[Budget, ...]:
+    return (Budget(homework, "resnet18", pattern, CLASSIFIER_PT, purpose, known_miss=known_miss),
+            Budget(homework, "yolov8n", pattern, DETECTOR_MAP, purpose, known_miss=known_miss))
 
 
-_FAILS = "shows a failure on purpose: "
-#: Every rule, first match wins. Budgets are the course's claims; where a row's purpose is to show
-#: a loss, the rule says so and the notebook prints that purpose beside the number.
+#: the status of a row over a budget the course expects it to miss (shown, never asserted)
+KNOWN_MISS = "❌ over budget, a known miss"
+#: the status of a row over its budget that fails the run on the offline defaults
+OVER = "❌ OVER BUDGET"
+WITHIN = "✅ within budget"
+#: the detector student's budget: at least 60 % of its teacher's mAP50-95 (0.4 of the teacher's 0.60)
+DETECTOR_STUDENT = 0.24
+#: Every rule, first match wins. Budgets are the course's claims; where the course expects a row to
+#: miss its budget, the rule says why and the table shows the miss.
 BUDGETS: tuple[Budget, ...] = (
     Budget("*", "*", "|".join(map(re.escape, registry.REFERENCE_NAMES)), None, "reference: the uncompressed model"),
     # hw1: the baselines' own targets live in TARGETS (absolute)
     # hw2: quantization
-    Budget("hw2", "yolov8n", r"tflite int8", None,
-           "experiment, no budget: full-integer TFLite through ultralytics' exporter, held against the lossless "
-           "budget in the notebook's post-training loss table"),
+    Budget("hw2", "yolov8n", r"tflite int8", DETECTOR_MAP,
+           "full-integer TFLite through ultralytics' exporter: its fixed calibration loses more than NNCF's "
+           "or ONNX Runtime's int8 of the same model", known_miss=True),
     *_lossless("hw2", r"fp32 onnx|fp32 openvino", "float32 export to another runtime: the runtime switch alone"),
     *_lossless("hw2", r"fp16 .*|dynamic .*|int8 .*|tflite .*", "post-training fp16 / int8"),
     Budget("hw2", "*", r"w4 ptq", None, "experiment, no budget: 4-bit weights, round to nearest (the loss mixed "
@@ -79,21 +91,24 @@ BUDGETS: tuple[Budget, ...] = (
            "global magnitude pruning + fine-tune"),
     Budget("hw3", "*", r"unstructured (local|global) 0\.\d+( ft)?", None,
            "sweep point, no budget: the curve shows at which ratio this scope breaks"),
-    Budget("hw3", "*", r"unstructured non-uniform ft", None,
-           _FAILS + "the sensitivity-planned ratios against global pruning at the same sparsity"),
+    *_lossless("hw3", r"unstructured non-uniform ft",
+               "the sensitivity-planned ratios, one per layer, at global pruning's sparsity, and one short "
+               "fine-tune", known_miss=True),
     Budget("hw3", "resnet18", r"structured (l1|l2|fpgm) 0\.(30|50) ft", None,
            "sweep point, no budget: 30 / 50 % of channels and one short fine-tune (the registry row is seed 0's; "
            "the criteria are compared over seeds in the criteria cell)"),
-    Budget("hw3", "resnet18", r"structured (l1|l2|fpgm) 0\.70 ft", None, _FAILS + "70 % of channels collapse with a short fine-tune"),
+    Budget("hw3", "resnet18", r"structured (l1|l2|fpgm) 0\.70 ft", CLASSIFIER_PT,
+           "70 % of channels cut: a short fine-tune does not recover them", known_miss=True),
     Budget("hw3", "resnet18", r"structured l1 0\.50 final .*", CLASSIFIER_PT, "50 % of channels + the full fine-tune, every runtime"),
-    Budget("hw3", "yolov8n", r"structured .* ft", None,
-           _FAILS + "the detector with 30-70 % of its channels cut does not recover in a short fine-tune"),
-    Budget("hw3", "yolov8n", r"structured l1 0\.50 final .*", None,
-           _FAILS + "half of the detector's channels cost more than a 3-epoch fine-tune recovers"),
+    Budget("hw3", "yolov8n", r"structured .* ft", DETECTOR_MAP,
+           "30-70 % of the detector's channels cut: a short fine-tune does not recover them", known_miss=True),
+    Budget("hw3", "yolov8n", r"structured l1 0\.50 final .*", DETECTOR_MAP,
+           "half of the detector's channels cost more than the 3-epoch fine-tune recovers", known_miss=True),
     # hw4: clustering
     *_lossless("hw4", r"kmeans-(16|32) ft( palette)?", "k-means weight sharing + tied fine-tune"),
     Budget("hw4", "resnet18", r"kmeans-4 ft( palette)?", CLASSIFIER_PT, "4 clusters (2 bits) + tied fine-tune"),
-    Budget("hw4", "yolov8n", r"kmeans-4 ft( palette)?", None, _FAILS + "2-bit weights are too coarse for the detector"),
+    Budget("hw4", "yolov8n", r"kmeans-4 ft( palette)?", DETECTOR_MAP,
+           "4 clusters (2 bits) + tied fine-tune: too coarse for the detector", known_miss=True),
     Budget("hw4", "*", r"kmeans-\d+", None, "before the fine-tune: shows what clustering alone costs"),
     Budget("hw4", "keras_cnn", r"int8|(kmeans\+\+|linear) \d+( int8)?", CLASSIFIER_PT, "TFMOT clustering / TFLite int8 of the Keras twin"),
     Budget("hw4", "keras_cnn", r"16 cqat int8", 0.05, "cluster-preserving QAT, a short schedule (budget 0.05)"),
@@ -103,10 +118,13 @@ BUDGETS: tuple[Budget, ...] = (
     Budget("hw5", "yolov8n", r"torchscript|onnx|openvino|tflite", 0.002, "fp32 export: the same boxes"),
     # hw6: distillation
     Budget("hw6", "*", r"student-scratch(-all-images)?", None, "control: the student trained alone"),
-    Budget("hw6", "resnet18", r"student-kd-.*", 0.05, "the distilled student chosen on validation", notes="chosen on val"),
+    Budget("hw6", "resnet18", r"student-kd-.*", 0.05,
+           "the distilled student chosen on validation (1/16 of the teacher's parameters, a few hundred "
+           "labelled images, five epochs), held on every seed", notes="chosen on val", known_miss=True),
     Budget("hw6", "resnet18", r"student-kd-.*", None, "grid point of the temperature / alpha sweep"),
-    Budget("hw6", "yolov8n", r"student-kd", None,
-           _FAILS + "a short-schedule detector student stays far from its teacher, distilled or not"),
+    Budget("hw6", "yolov8n", r"student-kd", DETECTOR_STUDENT,
+           "the distilled detector student keeps 60 % of its teacher's mAP50-95 (a five-epoch schedule)",
+           known_miss=True),
     # capstone
     # the ablation rows: each step of the chain on its own, timed in the same run
     *_lossless("capstone", r"baseline-fp32-openvino", "ablation: the runtime switch alone (fp32 OpenVINO)"),
@@ -132,10 +150,18 @@ def rule_for(row: dict) -> Budget:
                       "add a rule to common.budgets.BUDGETS")
 
 
+def _status(rule: Budget, drop: float) -> str:
+    if drop <= rule.max_drop + 1e-9:
+        return WITHIN
+    return KNOWN_MISS if rule.known_miss else OVER
+
+
 def targets(homework: str, rows: list[dict] | None = None, path: Path | None = None,
-            datasets: Iterable[str] | None = None):
+            datasets: Iterable[str] | None = None, seeds: Mapping[tuple[str, str], Sequence[float]] | None = None):
     """One line per registry row of ``homework`` (only rows of ``datasets``, registry labels, when
-    given): metric, value, baseline, drop below it, budget, status."""
+    given): metric, value, baseline, drop below it, budget, status. ``seeds`` maps (workload, name)
+    to the row's primary metric on every seed it was trained with: its value is then their mean,
+    and its status is its worst seed's (a budget holds on every seed)."""
     import pandas as pd
 
     from common import compare
@@ -143,6 +169,12 @@ def targets(homework: str, rows: list[dict] | None = None, path: Path | None = N
     if homework not in registry.HOMEWORKS:
         raise ValueError(f"unknown homework {homework!r}; valid: {', '.join(registry.HOMEWORKS)}")
     rows = registry.read_rows(path) if rows is None else rows
+    seeds = {k: [float(v) for v in vs] for k, vs in (seeds or {}).items()}
+    if any(not vs for vs in seeds.values()):
+        raise ValueError("seeds: every (workload, name) needs at least one value")
+    unknown = set(seeds) - {(r["workload"], r["name"]) for r in rows if r["homework"] == homework}
+    if unknown:
+        raise ValueError(f"seeds: no {homework} row named {sorted(unknown)}")
     bases = compare.baselines(rows)
     for r in rows:       # a run without hw1's rows (one notebook alone): the homework's own reference row
         if r["homework"] == homework and rule_for(r).purpose.startswith("reference"):
@@ -152,7 +184,8 @@ def targets(homework: str, rows: list[dict] | None = None, path: Path | None = N
     for r in (r for r in rows if r["homework"] == homework and (keep is None or r["dataset"] in keep)):
         metric = registry.PRIMARY[r["workload"]]
         b, base = rule_for(r), bases.get((r["workload"], r["dataset"]))
-        value = float(r[metric]) if r[metric] else None
+        per_seed = seeds.get((r["workload"], r["name"]))
+        value = (sum(per_seed) / len(per_seed) if per_seed else float(r[metric])) if (per_seed or r[metric]) else None
         ref = float(base[metric]) if base and base[metric] else None
         drop = None if value is None or ref is None else ref - value
         if value is None:
@@ -162,44 +195,57 @@ def targets(homework: str, rows: list[dict] | None = None, path: Path | None = N
         elif drop is None:
             status = "❌ NO BASELINE to compare with"
         else:
-            status = "✅ within budget" if drop <= b.max_drop + 1e-9 else "❌ OVER BUDGET"
+            status = _status(b, ref - min(per_seed) if per_seed else drop)
         out.append({"workload": r["workload"], "dataset": r["dataset"], "name": r["name"], "metric": metric,
                     "value": value, "baseline": ref, "drop": drop, "budget": b.max_drop, "status": status,
+                    "seeds": (f"mean of {len(per_seed)}, worst {min(per_seed):.4f}" if per_seed else ""),
                     "claim": b.purpose if b.max_drop is not None else ""})
     return pd.DataFrame(out)
 
 
 def check(homework: str, course=None, *, assert_budgets: bool = True, rows: list[dict] | None = None,
-          path: Path | None = None):
+          path: Path | None = None, seeds: Mapping[tuple[str, str], Sequence[float]] | None = None):
     """:func:`targets` of ``homework`` (for the datasets of ``course``, a
-    :class:`common.params.Course`, when given); with ``assert_budgets`` raises
-    :class:`BudgetError` naming every row over its budget. Returns the table (for display)."""
+    :class:`common.params.Course`, when given; ``seeds`` as there); with ``assert_budgets`` raises
+    :class:`BudgetError` naming every row over its budget, known misses excepted. Returns the table
+    (for display)."""
     datasets = None
     if course is not None:
         from common import data
 
         datasets = {data.dataset_label(d) for d in course.datasets.values()}
-    table = targets(homework, rows, path, datasets)
+    table = targets(homework, rows, path, datasets, seeds)
     if assert_budgets and len(table) and (table["status"] == "❌ NO BASELINE to compare with").any():
         raise BudgetError(f"{homework}: rows with a budget but no baseline row in the registry to compare with: "
                           + ", ".join(table.loc[table["status"].str.startswith("❌ NO"), "name"]))
-    over = table[table["status"] == "❌ OVER BUDGET"] if len(table) else table
+    over = table[table["status"] == OVER] if len(table) else table
     if assert_budgets and len(over):
         raise BudgetError(f"{len(over)} row(s) of {homework} over their quality budget:\n" + "\n".join(
             f"  {r.workload}/{r.dataset}/{r.name}: {r.metric} {r.value:.4f}, drop {r.drop:+.4f} > budget {r.budget:g} ({r.claim})"
-            for r in over.itertuples()))
+            + (f" [{r.seeds}]" if r.seeds else "") for r in over.itertuples()))
     return table
+
+
+def misses(table) -> str:
+    """One sentence on the known misses of a targets table (for under it): how many, and that they
+    are reported, not asserted; empty when there are none."""
+    n = int((table["status"] == KNOWN_MISS).sum()) if len(table) else 0
+    if not n:
+        return ""
+    return (f"{n} row(s) over a budget the course expects them to miss (❌ known miss, the reason in the claim "
+            "column): reported here, not asserted; a miss nobody expected fails the run.")
 
 
 def show(table):
     """The targets table as the notebooks show it (deterministic HTML, like ``report.show``)."""
     from IPython.display import HTML
 
-    t = table.drop(columns=["dataset"]).copy()
+    t = table.drop(columns=["dataset"] + (["seeds"] if "seeds" in table and not table["seeds"].any() else [])).copy()
     for c in ("value", "baseline", "drop"):
         t[c] = t[c].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
     t["budget"] = t["budget"].map(lambda v: "" if v is None or v != v else f"≤ {v:g}")
     html = t.to_html(index=False, border=0, classes="nnc-budgets")
     style = ("<style>.nnc-budgets td,.nnc-budgets th{padding:2px 8px;text-align:left}"
              ".nnc-budgets td:nth-child(n+4):nth-child(-n+7){text-align:right}</style>")
-    return HTML(style + html)
+    note = misses(table)
+    return HTML(style + html + (f"<p>{note}</p>" if note else ""))

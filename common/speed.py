@@ -445,14 +445,21 @@ class Comparison:
         """Whether two models of this run show no measurable difference (:meth:`between`, :func:`decision`)."""
         return decision(*_triple(self.between(a, b)), self.noise) == "same"
 
+    def beats_reference(self, name: str) -> bool:
+        """Whether ``name`` is measurably faster than the reference in this run."""
+        return decision(*_triple(self[name]), self.noise) == "faster"
+
     def fastest(self, names: Sequence[str] | None = None) -> list[str]:
         """The fastest of ``names`` (default: every candidate, never the reference) and each other one
-        not measurably slower than it in this run (:meth:`between`), fastest first: a tie stays a tie."""
+        not measurably slower than it in this run (:meth:`between`), fastest first: a tie stays a tie.
+        When the fastest beats the reference, a co-fastest one must beat the reference too: a tie
+        does not chain a model that is no faster than the reference into the lead."""
         names = [n for n in (names or self.speeds) if n != self.reference]
         if not names:
             raise SpeedError("no candidate to rank: only the reference was timed")
         top = max(names, key=lambda n: self[n].speedup)
-        tied = [n for n in names if n == top or self.tied(top, n)]
+        wins = self.beats_reference(top)
+        tied = [n for n in names if n == top or (self.tied(top, n) and (not wins or self.beats_reference(n)))]
         return sorted(tied, key=lambda n: -self[n].speedup)
 
     def ranking(self, names: Sequence[str] | None = None, note: Callable[[str], str] | None = None) -> str:
@@ -472,6 +479,11 @@ class Comparison:
                                for n in order[1:k] for b in [self.between(order[0], n)])
             parts[k - 1] += (f" [the first {k}: no measurable difference from the fastest" if k > 2
                              else " [no measurable difference between these two") + f", paired in this run: {paired}]"
+        for i in range(k, len(order)):   # tied with the fastest, yet no faster than the reference: said, not ranked with it
+            if self.tied(order[0], order[i]):
+                b = self.between(order[0], order[i])
+                parts[i] += (f" [no measurable difference from {order[0]} either, paired in this run: {order[0]} / "
+                             f"{order[i]} {b.speedup:.2f}x ({b.lo:.2f}-{b.hi:.2f}), but not faster than {self.reference}]")
         return ", ".join(parts)
 
     def frame(self) -> "pandas.DataFrame":

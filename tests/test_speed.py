@@ -174,6 +174,18 @@ def test_fastest_keeps_a_tie_a_tie_and_never_names_the_reference():
         comparison({"r": [10.0] * 4}).fastest()
 
 
+def test_a_tie_does_not_chain_a_model_no_faster_than_the_reference_into_the_lead():
+    ref = [10.0, 10.6, 10.6, 10.0] * 4           # two blocks per round: A/A noise of 6 %
+    samples = {"r": [np.array([v]) for v in ref], "a": [np.array([v]) for v in [9.4, 9.45] * 4],
+               "b": [np.array([v]) for v in [9.9, 9.95] * 4]}
+    c = speed.Comparison(speed.summarize(samples, "r", block=1, threads=2), "r", 8, 1, 0, 2,
+                         speed.round_medians(samples, "r"))
+    assert c.beats_reference("a") and not c.beats_reference("b") and c.tied("a", "b")
+    assert c.fastest() == ["a"]
+    assert "b 1.04x (1.04-1.04) [no measurable difference from a either" in c.ranking()
+    assert "but not faster than r]" in c.ranking()
+
+
 def test_describe_states_the_verdict_rule():
     c = comparison({"r": [10.0] * 4, "a": [5.0] * 4})
     assert "whole interval lies above 1.03x" in c.describe() and "no measurable difference" in c.describe()
