@@ -220,3 +220,42 @@ def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):
            title=f"{workload} / {dataset}: {key} vs {label}, every experiment")
     ax.legend(fontsize=7, loc="best")
     return ax, labels
+
+
+def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = ""):
+    """Quality against the speed-up of every model of one :class:`common.speed.Comparison`
+    (``quality``: name -> value of ``metric``), each with its 95 % interval as a bar; points are
+    numbered, fastest first, and the returned key ("1 name", ...) goes in the legend, so labels
+    cannot overlap. The reference's quality is the dashed line; 1x the thin vertical one."""
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    names = [n for n in comparison.speeds if n in quality]
+    missing = set(comparison.speeds) - set(quality)
+    if missing:
+        raise KeyError(f"no quality for {sorted(missing)}; give one per timed model")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    order = sorted(names, key=lambda n: -comparison[n].speedup)
+    key = []
+    for k, n in enumerate(order, 1):
+        s = comparison[n]
+        ref = n == comparison.reference
+        ax.errorbar(s.speedup, quality[n], xerr=[[s.speedup - s.lo], [s.hi - s.speedup]],
+                    fmt="*" if ref else "o", ms=10 if ref else 5, capsize=2, color="black" if ref else "tab:blue")
+        ax.annotate(str(k), (s.speedup, quality[n]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        key.append(f"{k} {n}" + (" (reference: its A/A ratio)" if ref else ""))
+    ax.axhline(quality[comparison.reference], color="k", ls="--", lw=0.8)
+    ax.axvline(1, color="k", lw=0.5)
+    xs = [v for n in names for v in (comparison[n].lo, comparison[n].hi)]
+    if max(xs) / min(xs) > 10:      # decades: log, ticks inside the data
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set(xlabel=f"speed-up × over {comparison.reference}, batch {comparison[comparison.reference].batch} (95 % CI)",
+           ylabel=METRIC_LABEL.get(metric, metric), title=title)
+    ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], ls="none") for _ in key]
+    ax.legend(handles, key, fontsize=7, loc="best", handlelength=0, title="fastest first", title_fontsize=7)
+    return key

@@ -195,3 +195,22 @@ def test_time_words_is_the_same_verdict_as_a_time_ratio():
     assert speed.time_words(0.5, 0.45, 0.55, 0.1) == "time x2.00 (95 % CI 1.82-2.22): slower, noise ±10 %"
     assert speed.time_words(2.0, 1.9, 2.1) == "time x0.50 (95 % CI 0.48-0.53): faster, noise ±3 %"
     assert "no measurable difference" in speed.time_words(0.65, 0.58, 0.78, 0.3)
+
+
+def test_plot_speed_quality_numbers_every_model_fastest_first_and_needs_every_quality():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common import report
+
+    c = comparison({"r": [10.0] * 8, "a": [2.0] * 8, "b": [5.0] * 8})
+    fig, ax = plt.subplots()
+    key = report.plot_speed_quality(c, {"r": 0.99, "a": 0.95, "b": 0.98}, "accuracy", ax=ax, title="t")
+    assert key == ["1 a", "2 b", "3 r (reference: its A/A ratio)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == key
+    assert ax.get_xscale() == "linear" and "accuracy" in ax.get_ylabel() and "over r, batch 1" in ax.get_xlabel()
+    with pytest.raises(KeyError, match=r"no quality for \['b'\]"):
+        report.plot_speed_quality(c, {"r": 0.99, "a": 0.95}, "accuracy", ax=ax)
+    plt.close(fig)
