@@ -176,13 +176,22 @@ PARETO_X = {"speedup": "speed-up × over the PyTorch baseline, batch 1, each row
 METRIC_LABEL = {"accuracy": "accuracy (fraction of test images)", "map50_95": "mAP50-95 (0-1)"}
 
 
+def _log_x(ax) -> None:
+    """A log x axis whose ticks (1, 2, 5 per decade, plain numbers) fall inside the data."""
+    from matplotlib import ticker
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):
     """Quality vs ``x`` (the measured speed-up, or size) for every measured experiment of a
     workload, coloured by homework, the Pareto front drawn and its points numbered. Speed-ups
     come from each homework's interleaved run against the same baseline file (PyTorch eager).
     Returns ``(ax, front)``: ``front`` lists "homework name" per number, for a key beside the plot."""
     import matplotlib.pyplot as plt
-    from matplotlib import ticker
 
     key = PRIMARY[workload]
     sub = df[(df.workload == workload) & (df.dataset == dataset)].copy()
@@ -207,10 +216,7 @@ def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):
                     textcoords="offset points")
     if base is not None and _num(base[x]):
         ax.scatter([base[x]], [base[key]], marker="*", s=160, color="black", zorder=5, label=f"{base.homework} baseline")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    _log_x(ax)
     ax.margins(x=0.08)
     label = {"speedup": "speed-up", "latency_cpu_ms": "CPU latency", "size_mb": "size on disk"}.get(x, x)
     xlabel = PARETO_X.get(x, x)
@@ -228,10 +234,9 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
     numbered, fastest first, and the returned key ("1 name", ...) goes in the legend, so labels
     cannot overlap. The reference's quality is the dashed line; 1x the thin vertical one."""
     import matplotlib.pyplot as plt
-    from matplotlib import ticker
 
-    names = [n for n in comparison.speeds if n in quality]
-    missing = set(comparison.speeds) - set(quality)
+    names = list(comparison.speeds)
+    missing = set(names) - set(quality)
     if missing:
         raise KeyError(f"no quality for {sorted(missing)}; give one per timed model")
     if ax is None:
@@ -249,10 +254,7 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
     ax.axvline(1, color="k", lw=0.5)
     xs = [v for n in names for v in (comparison[n].lo, comparison[n].hi)]
     if max(xs) / min(xs) > 10:      # decades: log, ticks inside the data
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        _log_x(ax)
     ax.set(xlabel=f"speed-up × over {comparison.reference}, batch {comparison[comparison.reference].batch} (95 % CI)",
            ylabel=METRIC_LABEL.get(metric, metric), title=title)
     ax.grid(alpha=0.3)
