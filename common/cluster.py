@@ -118,14 +118,12 @@ def bits_per_index(k: int) -> int:
 # --------------------------------------------------------------------------- models
 
 def clusterable_layers(model) -> dict[str, "torch.nn.Module"]:
-    """Conv and Linear layers, by name, whose weights get clustered: the layers pruning acts on
-    (:func:`common.pruning.prunable_layers`) with more than one weight, except YOLO's DFL
-    projection (``.dfl``: fixed weights 0..15 that decode box distributions, never trained).
-    Biases and norms stay float: they are a fraction of a percent of the weights."""
-    from common.pruning import prunable_layers
+    """Conv and Linear layers, by name, whose weights get clustered: the compressible layers
+    (:func:`common.layers.compressible_layers`: YOLO's fixed DFL projection excepted) with more
+    than one weight. Biases and norms stay float: they are a fraction of a percent of the weights."""
+    from common.layers import compressible_layers
 
-    return {n: m for n, m in prunable_layers(model).items()
-            if m.weight.numel() > 1 and not (n == "dfl.conv" or n.endswith(".dfl.conv"))}
+    return {n: m for n, m in compressible_layers(model).items() if m.weight.numel() > 1}
 
 
 def _clustered_weight_class():

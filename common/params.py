@@ -141,8 +141,11 @@ class Course:
 
 
 def is_default(values: Mapping[str, Any]) -> bool:
-    """Whether ``values`` hold :data:`COURSE`'s defaults (the run the committed outputs come from)."""
-    return all(values.get(k, d) == d for k, d in COURSE.items())
+    """Whether ``values`` hold :data:`COURSE`'s defaults (the run the committed outputs come from)
+    and the run is at course scale (not :mod:`common.profiles`' check profile)."""
+    from common import profiles
+
+    return profiles.active() == "course" and all(values.get(k, d) == d for k, d in COURSE.items())
 
 
 def course(values: Mapping[str, Any]) -> Course:

@@ -17,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from common import files
+from common import files, layers as layers_mod
 
 UNSTRUCTURED_SCOPES = ("global", "local")
 CRITERIA = ("l1", "l2", "fpgm")
@@ -45,16 +45,19 @@ def check_criterion(criterion: str) -> str:
 
 
 def prunable_layers(model) -> dict[str, "torch.nn.Module"]:
-    """Conv and Linear layers by qualified name (the layers magnitude pruning acts on)."""
-    import torch.nn as nn
-
-    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    """Conv and Linear layers by qualified name that magnitude pruning acts on: every one but the
+    fixed layers (YOLO's DFL projection, :mod:`common.layers`)."""
+    return layers_mod.compressible_layers(model)
 
 
 def check_layers(model, names: Iterable[str]) -> list[str]:
     """The requested layer names, or one error listing those that do not exist."""
     layers = prunable_layers(model)
     names = list(names)
+    fixed = [n for n in names if layers_mod.is_fixed(n)]
+    if fixed:
+        raise PruningError(f"{fixed} fixed (YOLO's DFL projection: weights 0..15 that decode boxes, "
+                           f"never trained) and never pruned; see common.layers")
     missing = [n for n in names if n not in layers]
     if missing:
         some = ", ".join(list(layers)[:8])
@@ -368,3 +371,45 @@ def save_module(model, path: str | Path) -> Path:
     buf = io.BytesIO()
     torch.save(model, buf)
     return files.write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- sensitivity plans
+
+def sensitivity_groups(model, workload: str) -> dict[str, list[str]]:
+    """The units a sensitivity scan prunes one at a time: each prunable layer of the classifier;
+    each block of the detector (``model.<i>.…`` -> ``block ii``: 22 blocks, not 63 layers)."""
+    names = list(prunable_layers(model))
+    if workload == "resnet18":
+        return {n: [n] for n in names}
+    out: dict[str, list[str]] = {}
+    for n in names:
+        out.setdefault(f"block {int(n.split('.')[1]):02d}", []).append(n)
+    return out
+
+
+#: relative validation drop -> the sparsity a group gets in a sensitivity-guided plan: a group
+#: whose pruning alone costs >= 5 % of the quality keeps 70 % of its weights, >= 1 % keeps half
+TIERS = ((0.05, 0.3), (0.01, 0.5))
+
+
+def sensitivity_plan(drops: dict[str, float], reference: float, groups: dict[str, list[str]],
+                     numel: dict[str, int], overall: float, tiers=TIERS,
+                     cap: float = 0.95) -> dict[str, float]:
+    """Per-layer sparsities that reach ``overall`` sparsity of all weights, guided by a scan.
+
+    ``drops[g]`` is the quality lost when group ``g`` alone is pruned (``reference`` minus its
+    score). A group whose relative drop reaches a tier's threshold gets that tier's sparsity
+    (``tiers``: (threshold, sparsity), highest threshold first); every other layer gets the
+    one sparsity that makes the weighted total ``overall``, clipped to [0, ``cap``] (so a plan
+    with too many sensitive layers falls short of ``overall``: the caller measures it)."""
+    overall = check_ratio(overall)
+    tiers = sorted(tiers, reverse=True)
+    tier: dict[str, float | None] = {}
+    for g, names in groups.items():
+        rel = drops[g] / reference if reference else 0.0
+        r = next((s for t, s in tiers if rel >= t), None)
+        tier.update({n: r for n in names})
+    fixed = sum(r * numel[n] for n, r in tier.items() if r is not None)
+    free = sum(numel[n] for n, r in tier.items() if r is None)
+    r_free = min(cap, max(0.0, (overall * sum(numel[n] for n in tier) - fixed) / max(1, free)))
+    return {n: (r if r is not None else round(r_free, 4)) for n, r in tier.items()}

@@ -12,6 +12,7 @@ import numpy as np
 
 from common import files
 from common.errors import QuantizationError
+from common.layers import is_fixed_onnx_node
 
 
 def _error(message: str) -> ValueError:
@@ -140,13 +141,15 @@ def yolo_postprocess_nodes(onnx_path: str | Path, head: str = "/model.22/") -> l
     """Names of the detector head's post-processing nodes in an ultralytics ONNX export: every
     node of the Detect module (``head``) outside its convolution branches: the DFL, box decoding,
     concatenations and the final sigmoid, which int8 would damage and which are kept in float,
-    as NNCF's and ultralytics' int8 recipes do."""
+    as NNCF's and ultralytics' int8 recipes do; and every node of a fixed layer
+    (:mod:`common.layers`: the DFL projection), wherever it sits."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    names = [n.name for n in graph.node if n.name.startswith(head)       # not the conv branches
-             and not n.name[len(head):].startswith(("cv2", "cv3"))]     # (cv2 boxes, cv3 classes)
-    if not names:
+    names = [n.name for n in graph.node if (n.name.startswith(head)     # not the conv branches
+             and not n.name[len(head):].startswith(("cv2", "cv3")))    # (cv2 boxes, cv3 classes)
+             or is_fixed_onnx_node(n.name)]                            # nor a fixed layer anywhere
+    if not any(n.startswith(head) for n in names):
         raise _error(f"no node under {head!r} in {Path(onnx_path).name}: not an ultralytics detector export?")
     return names
 

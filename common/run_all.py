@@ -3,6 +3,7 @@
     python -m common.run_all                      # every homework, offline defaults
     python -m common.run_all --only hw1 hw3       # a subset
     python -m common.run_all -p EPOCHS 2 -p SEED 1  # papermill parameters, passed through
+    python -m common.run_all --profile check       # make test's check rows (common.profiles)
 
 Each notebook runs into a temporary file that replaces the committed one only on success,
 so a failure never leaves a half-executed notebook behind; the failed copy is kept under
@@ -242,16 +243,62 @@ def run(paths: list[Path], parameters: dict, kernel: str | None = None) -> float
     return total
 
 
+def run_check(paths: list[Path], kernel: str | None = None) -> float:
+    """Execute the check copy (:mod:`common.profiles`) of each selected notebook that has a check
+    profile, with papermill, as ``make test`` does: rows go to ``results/check/experiments.csv``
+    (rows of earlier settings of each homework replaced), timings are quick and the CPU is used.
+    The committed notebooks are not touched; the executed copies are kept under
+    ``artifacts/check/``. Returns total seconds; exits non-zero on the first failure."""
+    import papermill as pm
+
+    from common import compare, profiles
+
+    books = [p for p in paths if profiles.homework(p) in profiles.CHECK]
+    if not books:
+        raise SystemExit(f"none of {[p.stem for p in paths]} has a check profile; profiled: {', '.join(profiles.CHECK)}")
+    os.environ.update({"NNC_RESULTS": str(profiles.CHECK_DIR), "NNC_QUICK_TIMING": "1", "NNC_DEVICE": "cpu"})
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    out = artifacts_dir() / "check"
+    out.mkdir(parents=True, exist_ok=True)
+    total = 0.0
+    for i, nb in enumerate(books, 1):
+        print(f"[{i}/{len(books)}] {nb.parent.name}/{nb.name}, check profile {profiles.CHECK[profiles.homework(nb)]}", flush=True)
+        copy, t0 = profiles.write_copy(nb), time.perf_counter()
+        try:
+            pm.execute_notebook(str(copy), str(out / nb.name), kernel_name=kernel, cwd=str(nb.parent),
+                                progress_bar=True, log_output=False)
+        except pm.PapermillExecutionError as e:
+            print(f"\nFAILED {nb.name} (check profile) in cell {e.cell_index}: {e.ename}: {e.evalue}\n"
+                  f"the executed copy is at {out / nb.name}", file=sys.stderr)
+            raise SystemExit(1)
+        finally:
+            copy.unlink(missing_ok=True)
+        seconds = time.perf_counter() - t0
+        total += seconds
+        print(f"    done in {seconds:.0f} s", flush=True)
+    print(f"machine stamp written to {compare.write_machine(profiles.CHECK_DIR / 'experiments.csv')}")
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", metavar="HW", help="homeworks to run, e.g. hw1 hw3")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                         help="papermill parameter passed to every selected notebook")
     parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    parser.add_argument("--profile", choices=("course", "check"), default="course",
+                        help="course: run the notebooks in place (default); check: regenerate "
+                             "results/check/experiments.csv from the check copies (common.profiles)")
     args = parser.parse_args(argv)
     paths = select(args.only)
     if not paths:
         raise SystemExit("no homework notebooks found")
+    if args.profile == "check":
+        if args.parameter:
+            raise SystemExit("--profile check takes its parameters from common.profiles.CHECK; drop -p")
+        total = run_check(paths, args.kernel)
+        print(f"\ncheck rows of {len(paths)} selected notebook(s) written in {total:.0f} s")
+        return 0
     total = run(paths, parse_parameters(args.parameter), args.kernel)
     print(f"\nall {len(paths)} notebook(s) ran in {total:.0f} s\n")
     from common import report, summary as results_summary

@@ -150,7 +150,8 @@ def decision(speedup: float, lo: float, hi: float, noise: float = MIN_NOISE) -> 
 
 def words(speedup: float, lo: float, hi: float, noise: float = MIN_NOISE) -> str:
     """The one sentence fragment for a speed-up: "2.31x faster (95 % CI 2.20-2.45)", "1.80x slower
-    (95 % CI 1.70-1.92)" or "no measurable difference (1.02x, 95 % CI 0.97-1.06)"."""
+    (95 % CI 1.70-1.92)" or "no measurable difference (1.02x, 95 % CI 0.97-1.06)", which names the
+    noise band when the interval excludes 1 but lies inside the band."""
     if not (lo <= speedup <= hi):
         raise SpeedError(f"the interval {lo}-{hi} must contain the speed-up {speedup}")
     d = decision(speedup, lo, hi, noise)
@@ -158,6 +159,9 @@ def words(speedup: float, lo: float, hi: float, noise: float = MIN_NOISE) -> str
         return f"{speedup:.2f}x faster (95 % CI {lo:.2f}-{hi:.2f})"
     if d == "slower":
         return f"{1 / speedup:.2f}x slower (95 % CI {1 / hi:.2f}-{1 / lo:.2f})"
+    if lo > 1 or hi < 1:   # the interval clears 1 but not the noise band: say which band
+        return (f"no measurable difference ({speedup:.2f}x, 95 % CI {lo:.2f}-{hi:.2f}, inside this run's "
+                f"A/A noise of ±{max(noise, MIN_NOISE) * 100:.0f} %)")
     return f"no measurable difference ({speedup:.2f}x, 95 % CI {lo:.2f}-{hi:.2f})"
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.prune as prune
 
-from common import pruning, size, train, workloads
+from common import pruning, pruning_runs, size, train, workloads
 
 
 def small_cnn():
@@ -129,3 +129,71 @@ def test_recalibrate_bn_restores_statistics():
 def test_bad_input_is_refused_before_any_work(call, message):
     with pytest.raises(pruning.PruningError, match=message):
         call(small_cnn())
+
+
+def test_the_dfl_projection_is_fixed_for_pruning_and_clustering():
+    """common.layers is the one definition: YOLO's DFL projection (weights 0..15) is never compressed."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from common import cluster, layers
+
+    model = DetectionModel("yolov8n.yaml", nc=3, verbose=False).eval()
+    assert layers.fixed_layers(model) == ["model.22.dfl.conv"]
+    assert layers.is_fixed("model.22.dfl.conv") and not layers.is_fixed("model.22.cv2.0.2")
+    assert layers.is_fixed_onnx_node("/model.22/dfl/conv/Conv") and not layers.is_fixed_onnx_node("/model.22/cv2.0/Conv")
+    for chosen in (pruning.prunable_layers(model), cluster.clusterable_layers(model)):
+        assert "model.22.dfl.conv" not in chosen and "model.22.cv2.0.2" in chosen
+    dfl = model.model[22].dfl.conv.weight.clone()
+    for scope in ("local", "global"):
+        pruned = pruning.finalized(pruning.prune_unstructured(model, 0.3, scope))
+        assert torch.equal(pruned.model[22].dfl.conv.weight, dfl)
+    with pytest.raises(pruning.PruningError, match="fixed"):
+        pruning.prune_unstructured(model, 0, "local", layers={"model.22.dfl.conv": 0.5})
+    groups = pruning.sensitivity_groups(model, "yolov8n")
+    assert list(groups)[:2] == ["block 00", "block 01"] and all("dfl" not in n for g in groups.values() for n in g)
+    assert pruning.sensitivity_groups(small_cnn(), "resnet18") == {n: [n] for n in pruning.prunable_layers(small_cnn())}
+
+
+def test_sensitivity_plan_keeps_sensitive_groups_and_reaches_the_overall_sparsity():
+    groups = {"a": ["a"], "b": ["b"], "c": ["c1", "c2"]}
+    numel = {"a": 100, "b": 100, "c1": 100, "c2": 100}
+    drops = {"a": 0.1, "b": 0.02, "c": 0.0}          # relative to a reference of 1.0
+    plan = pruning.sensitivity_plan(drops, 1.0, groups, numel, 0.5)
+    assert plan == {"a": 0.3, "b": 0.5, "c1": 0.6, "c2": 0.6}
+    assert sum(plan[n] * numel[n] for n in plan) / sum(numel.values()) == pytest.approx(0.5)
+    capped = pruning.sensitivity_plan({"a": 0.1, "b": 0.1, "c": 0.0}, 1.0, groups, numel, 0.9)
+    assert capped["c1"] == 0.95                       # cannot reach 0.9 overall: capped, not invented
+    assert pruning.sensitivity_plan({"a": 0, "b": 0, "c": 0}, 1.0, groups, numel, 0.7) == dict.fromkeys(numel, 0.7)
+    with pytest.raises(pruning.PruningError):
+        pruning.sensitivity_plan(drops, 1.0, groups, numel, 1.5)
+
+
+def test_pruned_detector_fine_tune_starts_from_re_estimated_batchnorm(monkeypatch):
+    """pruning_runs.finetune re-estimates the detector's BN statistics before train.finetune runs
+    (the classifier's train.finetune does it itself, so they are left to it)."""
+    import copy
+
+    seen = {}
+    monkeypatch.setattr(train, "finetune", lambda bl, m, **kw: seen.setdefault(
+        bl.config.workload, {n: b.clone() for n, b in m.named_buffers() if n.endswith("running_mean")}) and [])
+    bl = workloads.baseline("yolov8n")
+    x = torch.as_tensor(workloads.sample_inputs(bl, 8, "train", seed=0))
+    m = copy.deepcopy(bl.model)
+    pruning_runs.finetune(bl, m, x_bn=x, epochs=0.5)
+    ref = train.recalibrate_bn(copy.deepcopy(bl.model), x)
+    expected = {n: b for n, b in ref.named_buffers() if n.endswith("running_mean")}
+    assert seen["yolov8n"].keys() == expected.keys()
+    assert all(torch.allclose(seen["yolov8n"][n], expected[n]) for n in expected)
+    assert not all(torch.equal(seen["yolov8n"][n], b) for n, b in bl.model.named_buffers() if n in expected)
+
+
+def test_sensitivity_scan_scores_each_group_on_validation():
+    """A group pruned to sparsity 0 loses nothing; the reference is the unpruned val score of the same images."""
+    bl = workloads.baseline("resnet18")
+    groups = dict(list(pruning.sensitivity_groups(bl.model, "resnet18").items())[:2])
+    ref, drops = pruning_runs.sensitivity_scan(bl, groups, 0.0, "accuracy", images=40, seed=0)
+    assert drops == dict.fromkeys(groups, 0.0) and 0.0 < ref <= 1.0
+    ref2, hard = pruning_runs.sensitivity_scan(bl, {"conv1": ["conv1"]}, 0.95, "accuracy", images=40, seed=0)
+    assert ref2 == ref and hard["conv1"] > 0      # the stem at 95 % sparsity costs accuracy
+    with pytest.raises(pruning.PruningError):
+        pruning_runs.sensitivity_scan(bl, groups, 1.5, "accuracy")

@@ -191,13 +191,15 @@ def test_onnx_weight_helpers_and_detector_postprocess_selection(tmp_path):
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/model.22/cv2.0/cv2.0.2/Conv"),
              helper.make_node("Sigmoid", ["c"], ["s"], name="/model.22/cv3.0/act/Sigmoid"),
              helper.make_node("Softmax", ["s"], ["d"], name="/model.22/dfl/Softmax"),
-             helper.make_node("Concat", ["d", "s"], ["y"], name="/model.22/Concat_3", axis=1)]
+             helper.make_node("Concat", ["d", "s"], ["y0"], name="/model.22/Concat_3", axis=1),
+             helper.make_node("Identity", ["y0"], ["y"], name="/model.23/dfl/conv/Conv")]   # fixed, elsewhere
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(w, "w")])
     path = tmp_path / "det.onnx"
     onnx.save(helper.make_model(graph), str(path))
-    assert quantize.yolo_postprocess_nodes(path) == ["/model.22/dfl/Softmax", "/model.22/Concat_3"]
+    assert quantize.yolo_postprocess_nodes(path) == ["/model.22/dfl/Softmax", "/model.22/Concat_3",
+                                                     "/model.23/dfl/conv/Conv"]
     assert quantize.conv_weight_names(path) == ["w"]
     np.testing.assert_array_equal(quantize.onnx_float_weight(path, "w"), w)
     with pytest.raises(quantize.QuantizationError, match="no node under"):
