@@ -2,7 +2,6 @@
 declared parameters and holds them against committed check rows; budgets are not asserted there."""
 
 import json
-from pathlib import Path
 
 import pytest
 
