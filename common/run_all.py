@@ -277,6 +277,7 @@ def run_check(paths: list[Path], kernel: str | None = None) -> float:
         total += seconds
         print(f"    done in {seconds:.0f} s", flush=True)
     print(f"machine stamp written to {compare.write_machine(profiles.CHECK_DIR / 'experiments.csv')}")
+    print(f"\ncheck rows of {len(books)} notebook(s) written in {total:.0f} s")
     return total
 
 
@@ -296,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile == "check":
         if args.parameter:
             raise SystemExit("--profile check takes its parameters from common.profiles.CHECK; drop -p")
-        total = run_check(paths, args.kernel)
-        print(f"\ncheck rows of {len(paths)} selected notebook(s) written in {total:.0f} s")
+        run_check(paths, args.kernel)
         return 0
     total = run(paths, parse_parameters(args.parameter), args.kernel)
     print(f"\nall {len(paths)} notebook(s) ran in {total:.0f} s\n")
