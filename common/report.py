@@ -228,6 +228,44 @@ def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):
     return ax, labels
 
 
+def plot_quality_size(points: dict[str, tuple[float, float]], metric: str, ax=None, *,
+                      labelled: Iterable[str] = (), over_seeds: dict[str, list[float]] | None = None,
+                      seed: int = 0, title: str = "") -> list[str]:
+    """Quality against file size (MB, log axis with ticks inside the data) of a teacher and its
+    students: ``points`` name -> (size, quality of seed ``seed``). A name in ``over_seeds`` is drawn
+    at its mean over seeds with the range as a bar; names in ``labelled`` are labelled, the others
+    faded (``all-images`` ones as diamonds). Colours: teacher black, scratch red, distilled blue.
+    Returns the labels drawn."""
+    import matplotlib.pyplot as plt
+
+    over_seeds, labelled = over_seeds or {}, set(labelled)
+    missing = (set(over_seeds) | labelled) - set(points)
+    if missing:
+        raise KeyError(f"no point for {sorted(missing)}; points has {sorted(points)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    drawn = []
+    for name, (mb, q) in points.items():
+        colour = "k" if name == "teacher" else "tab:red" if "scratch" in name else "tab:blue"
+        if name in over_seeds:
+            vals = over_seeds[name]
+            q = sum(vals) / len(vals)
+            ax.errorbar(mb, q, yerr=[[q - min(vals)], [max(vals) - q]], fmt="o", color=colour, capsize=3)
+            label = f"{name}: mean, range of {len(vals)} seeds"
+        elif name in labelled:
+            ax.scatter(mb, q, marker="s" if name == "teacher" else "o", color=colour)
+            label = name if name == "teacher" else f"{name}, seed {seed}"
+        else:
+            ax.scatter(mb, q, marker="D" if "all-images" in name else "o", color=colour, alpha=0.3)
+            continue
+        ax.annotate(label, (mb, q), textcoords="offset points", xytext=(6, -3), fontsize=8)
+        drawn.append(label)
+    _log_x(ax)
+    ax.set(xlabel="model file size, MB (log scale)", ylabel=METRIC_LABEL.get(metric, metric), title=title)
+    ax.grid(alpha=0.3)
+    return drawn
+
+
 def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = ""):
     """Quality against the speed-up of every model of one :class:`common.speed.Comparison`
     (``quality``: name -> value of ``metric``), each with its 95 % interval as a bar; points are

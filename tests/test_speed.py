@@ -215,3 +215,21 @@ def test_plot_speed_quality_numbers_every_model_fastest_first_and_needs_every_qu
     with pytest.raises(KeyError, match=r"no quality for \['b'\]"):
         report.plot_speed_quality(c, {"r": 0.99, "a": 0.95}, "accuracy", ax=ax)
     plt.close(fig)
+
+
+def test_plot_quality_size_draws_seed_means_labels_the_named_and_needs_their_points():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common import report
+
+    _, ax = plt.subplots()
+    points = {"teacher": (40.0, 0.99), "student-scratch": (3.0, 0.81), "student-kd": (3.0, 0.96), "student-x": (3.0, 0.9)}
+    drawn = report.plot_quality_size(points, "accuracy", ax, labelled=("teacher", "student-kd"),
+                                     over_seeds={"student-scratch": [0.81, 0.84, 0.91]}, seed=0)
+    assert drawn == ["teacher", "student-scratch: mean, range of 3 seeds", "student-kd, seed 0"]
+    assert ax.get_xscale() == "log" and ax.get_xlabel().startswith("model file size, MB")
+    with pytest.raises(KeyError, match="no point"):
+        report.plot_quality_size(points, "accuracy", ax, labelled=("nobody",))
+    plt.close("all")
