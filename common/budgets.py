@@ -114,7 +114,7 @@ BUDGETS: tuple[Budget, ...] = (
     Budget("hw4", "keras_cnn", r"16 cqat int8", 0.05, "cluster-preserving QAT, a short schedule (budget 0.05)"),
     # hw5: export
     Budget("hw5", "*", r"tensorrt", None, "needs CUDA"),
-    Budget("hw5", "resnet18", r"torchscript|onnx|openvino|tflite", 0.003, "fp32 export: at most one test image"),
+    Budget("hw5", "resnet18", r"torchscript|onnx|openvino|tflite", 0.003, "fp32 export: at most 0.3 pt (3 of the 1,000 test images)"),
     Budget("hw5", "yolov8n", r"torchscript|onnx|openvino|tflite", 0.002, "fp32 export: the same boxes"),
     # hw6: distillation
     Budget("hw6", "*", r"student-scratch(-all-images)?", None, "control: the student trained alone"),
@@ -139,7 +139,7 @@ BUDGETS: tuple[Budget, ...] = (
 )
 
 #: hw1's absolute targets of the baselines on the offline defaults, (workload, metric) -> minimum
-TARGETS = {("resnet18", "accuracy"): 0.97, ("yolov8n", "map50"): 0.75, ("yolov8n", "map50_95"): 0.50}
+TARGETS = {("resnet18", "accuracy"): 0.80, ("yolov8n", "map50"): 0.75, ("yolov8n", "map50_95"): 0.50}
 
 
 def rule_for(row: dict) -> Budget:

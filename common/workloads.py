@@ -33,7 +33,7 @@ from common import env
 
 #: Default training recipes (offline defaults; override any field through ``baseline``).
 RECIPES: dict[str, dict[str, Any]] = {
-    "resnet18": {"img_size": 32, "epochs": 4, "batch": 64, "lr": 0.05},
+    "resnet18": {"img_size": 32, "epochs": 10, "batch": 64, "lr": 0.05},
     "yolov8n": {"img_size": 128, "epochs": 38, "batch": 16, "lr": 0.01},
 }
 YOLO_WEIGHTS = ("scratch", "yolov8n.pt")

@@ -5,10 +5,10 @@ import copy
 
 import pytest
 
-from common import budgets, env, report
+from common import budgets, data, env, report
 
 COMMITTED = env.REPO_ROOT / "results" / "experiments.csv"
-DEFAULTS = {"digits", "shapes"}
+DEFAULTS = set(data.OFFLINE_DEFAULT.values())
 
 
 def rows():

@@ -22,11 +22,12 @@ def test_bad_names_fail_early_naming_the_choices(workload, dataset, message):
         data.resolve(workload, dataset)
 
 
-@pytest.mark.parametrize("workload, dataset, default", [
-    ("resnet18", "cifar10", "digits"), ("yolov8n", "coco128", "shapes")])
-def test_network_datasets_fail_early_offline(monkeypatch, workload, dataset, default):
+@pytest.mark.parametrize("workload, dataset, fallback", [
+    ("resnet18", "cifar10", "built-in 'digits' or the default 'fashion-mnist-small' instead"),
+    ("yolov8n", "coco128", "built-in 'shapes' instead")])
+def test_network_datasets_fail_early_offline(monkeypatch, workload, dataset, fallback):
     monkeypatch.setenv("NNC_OFFLINE", "1")
-    with pytest.raises(DatasetError, match=f"offline default '{default}'"):
+    with pytest.raises(DatasetError, match=f"offline; use the {fallback}"):
         data.resolve(workload, dataset)
 
 
@@ -199,14 +200,66 @@ def test_fashion_mnist_reads_the_debian_package_layout(tmp_path, monkeypatch):
         data.read_idx(tmp_path / "bad.gz")
 
 
-def test_fashion_mnist_offline_without_the_package_says_how_to_get_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "fashion-mnist-small"])
+def test_fashion_mnist_offline_without_the_files_names_both_remedies_and_digits(tmp_path, monkeypatch, dataset):
     monkeypatch.setenv("NNC_FASHION_MNIST_DIR", str(tmp_path))  # empty: not installed
     monkeypatch.setenv("NNC_OFFLINE", "1")
-    with pytest.raises(DatasetError, match="apt install dataset-fashion-mnist.*offline default 'digits'"):
-        data.resolve("resnet18", "fashion-mnist")
+    with pytest.raises(DatasetError, match=r"run `bash \.ci/data\.sh`.*apt install dataset-fashion-mnist.*"
+                                           r"online for torchvision's download; or use the built-in 'digits'"):
+        data.resolve("resnet18", dataset)
 
 
-@pytest.mark.skipif(data.fashion_mnist_dir() is None, reason="dataset-fashion-mnist is not installed")
+def test_fashion_mnist_is_found_where_data_sh_unpacks_it(tmp_path, monkeypatch):
+    """No $NNC_FASHION_MNIST_DIR, no installed package: the machine-wide cache's copy is used."""
+    monkeypatch.delenv("NNC_FASHION_MNIST_DIR", raising=False)
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path / "not-installed")
+    monkeypatch.setenv("NNC_SHARED_CACHE", str(tmp_path / "cache"))
+    assert data.fashion_mnist_dir() is None
+    cache = tmp_path / "cache" / "datasets" / "fashion-mnist"
+    cache.mkdir(parents=True)
+    for f in [f for pair in data.FASHION_MNIST_FILES.values() for f in pair][:-1]:
+        (cache / f).write_bytes(b"")
+    assert data.fashion_mnist_dir() is None                     # one file missing: not usable
+    (cache / data.FASHION_MNIST_FILES["test"][1]).write_bytes(b"")
+    assert data.fashion_mnist_dir() == cache == data.fashion_mnist_cache()
+    monkeypatch.setenv("NNC_SHARED_CACHE", "0")                 # the cache turned off
+    assert data.fashion_mnist_dir() is None and data.fashion_mnist_cache() is None
+
+
+def test_data_sh_unpacks_debian_s_package_into_the_cache(tmp_path):
+    """The set-up step of both README commands, run against a fake apt-get that serves a .deb
+    holding the package's layout: the four files land in the cache and a second call is a no-op."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb is not installed (not a Debian-family machine)")
+    pkg = tmp_path / "pkg"
+    share = pkg / "usr" / "share" / "datasets" / "fashion-mnist"
+    share.mkdir(parents=True)
+    for f in [f for pair in data.FASHION_MNIST_FILES.values() for f in pair]:
+        (share / f).write_bytes(f.encode())
+    (pkg / "DEBIAN").mkdir()
+    (pkg / "DEBIAN" / "control").write_text("Package: dataset-fashion-mnist\nVersion: 1\nArchitecture: all\n"
+                                            "Maintainer: test <t@t>\nDescription: test\n")
+    deb = tmp_path / "dataset-fashion-mnist_1_all.deb"
+    subprocess.run(["dpkg-deb", "-b", str(pkg), str(deb)], check=True, capture_output=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text(f"#!/bin/sh\n[ \"$1\" = download ] && cp {deb} . && echo served >> {tmp_path}/calls\n")
+    (bin_dir / "apt-get").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "NNC_SHARED_CACHE": str(tmp_path / "cache")}
+    script = Path(__file__).resolve().parents[1] / ".ci" / "data.sh"
+    if all((data.FASHION_MNIST_DIR / f).is_file() for pair in data.FASHION_MNIST_FILES.values() for f in pair):
+        pytest.skip("the Debian package is installed here: data.sh has nothing to do")
+    for _ in range(2):
+        subprocess.run(["bash", str(script)], check=True, env=env, capture_output=True)
+    got = tmp_path / "cache" / "datasets" / "fashion-mnist"
+    assert sorted(p.name for p in got.iterdir()) == sorted(f for pair in data.FASHION_MNIST_FILES.values() for f in pair)
+    assert (got / "t10k-labels-idx1-ubyte.gz").read_bytes() == b"t10k-labels-idx1-ubyte.gz"
+    assert (tmp_path / "calls").read_text() == "served\n"            # fetched once, then found
+
+
 def test_the_installed_fashion_mnist_is_the_published_one():
     images, labels, n_train = data._fashion_mnist()
     assert images.shape == (70000, 28, 28) and n_train == 60000
@@ -214,7 +267,6 @@ def test_the_installed_fashion_mnist_is_the_published_one():
     assert np.bincount(labels[n_train:]).tolist() == [1000] * 10
 
 
-@pytest.mark.skipif(data.fashion_mnist_dir() is None, reason="dataset-fashion-mnist is not installed")
 def test_fashion_mnist_small_is_a_balanced_subset_of_each_official_split():
     small = data.load_classification("fashion-mnist-small", 28, seed=0)
     assert small.sizes() == dict(zip(("train", "val", "test"), data.FASHION_MNIST_SMALL))

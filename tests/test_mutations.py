@@ -9,10 +9,10 @@ import copy
 
 import pytest
 
-from common import compare, env, report
+from common import compare, data, env, report
 
 COMMITTED = env.REPO_ROOT / "results" / "experiments.csv"
-DEFAULTS = {"digits", "shapes"}
+DEFAULTS = set(data.OFFLINE_DEFAULT.values())
 
 
 def committed_rows() -> list[dict[str, str]]:

@@ -70,7 +70,7 @@ def test_ints_are_numbers_where_the_default_is_a_float(notebook):
 
 def test_the_course_parameters_resolve_the_datasets_before_any_work(tmp_path):
     c = params.course({})
-    assert c.datasets == {"resnet18": "digits", "yolov8n": "shapes"}
+    assert c.datasets == {"resnet18": "fashion-mnist-small", "yolov8n": "shapes"}
     assert c.train["yolov8n"] == {"epochs": params.COURSE["YOLO_EPOCHS"], "weights": "scratch"}
     assert params.is_default({"SEED": 3}) and not params.is_default({"RESNET_EPOCHS": 1})
     with pytest.raises(ParameterError, match=r"YOLO_WEIGHTS must be one of \['scratch', 'yolov8n.pt'\]"):
