@@ -229,3 +229,29 @@ def test_tflite_fp16_dynamic_and_int8(tmp_path):
         assert got.shape == ref.shape and abs(got - ref).max() < tol * scale, mode
         assert out.stat().st_size < fp32.stat().st_size * (0.6 if mode == "fp16" else 0.4)
     assert not list(tmp_path.glob("*.tmp.*")) and not (tmp_path / "never.tflite").exists()
+
+
+def test_qat_and_its_controls_on_the_same_budget():
+    """quantize_runs: QAT's curve starts at the rounded model and has a point per round, its models
+    are on the bit grid; the controls give rounding + BN (no steps) and, per seed, the same number of
+    float fine-tune steps followed by rounding."""
+    import torch
+
+    from common import quantize_runs, workloads
+
+    bl = workloads.baseline("resnet18")
+    ft = {"images": 64}
+    start = workloads.evaluate(bl, quantize_runs.rounded(bl.model, 4))["accuracy"]
+    curves, models = quantize_runs.qat(bl, 4, rounds=2, lr=1e-4, seeds=[0], metric="accuracy", ft=ft)
+    assert sorted(curves) == [0] and curves[0][0] == (0, start)
+    assert [st for st, _ in curves[0]] == [0, 1, 2]            # 64 images at batch 64: one step a round
+    w = models[0].conv1.weight.detach()
+    grid = quantize.quantize_tensor(w, 4, symmetric=True, per_channel=True).dequantize()
+    assert torch.allclose(w, torch.as_tensor(grid), atol=1e-6)
+    x = torch.as_tensor(workloads.sample_inputs(bl, 32, "train", seed=0))
+    table = quantize_runs.qat_controls(bl, 4, rounds=2, lr=1e-4, seeds=[3], metric="accuracy", ft=ft, x_bn=x)
+    assert list(table.control) == [quantize_runs.PTQ_BN, quantize_runs.FLOAT_FT] and list(table.seed)[1] == 3
+    assert list(table.steps) == [0, 2] and table.accuracy.between(0, 1).all()
+    assert not any(p.is_cuda for p in bl.model.parameters())
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        quantize_runs.qat(bl, 4, rounds=0, lr=1e-4, seeds=[0], metric="accuracy", ft=ft)

@@ -1,0 +1,89 @@
+"""Quantization experiments over seeds (hw2): quantization-aware training, and the two controls
+that say what QAT adds beyond what its fine-tune alone would give.
+
+- :func:`qat`: every weight fake-quantized to ``bits`` bits (:func:`common.quantize.fake_quantize`),
+  then ``rounds`` short fine-tunes with the baseline's recipe (:func:`common.train.finetune`), the
+  model evaluated after each; once per seed.
+- :func:`qat_controls`: *post-training rounding + BatchNorm re-estimated* (what the classifier's
+  fine-tune does before its first step, with no step at all) and *the same fine-tune in float,
+  then rounding* (the same seeds, batches, steps and learning rate, without the quantizer in the
+  forward pass). A QAT gain larger than both is the quantizer-aware training itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from common import cluster, quantize, train, workloads
+
+#: the names of the two controls, as tables and verdicts print them
+PTQ_BN = "rounding + BN re-estimated"
+FLOAT_FT = "float fine-tune, then rounding"
+
+
+def _steps(bl, hist: list[dict], ft: Mapping[str, Any]) -> int:
+    """Optimizer steps of one fine-tune: the detector's history counts them; the classifier's
+    are its images over the batch size."""
+    if hist and "step" in hist[-1]:
+        return int(hist[-1]["step"])
+    return math.ceil(ft.get("images", len(bl.data.y_train)) / bl.config.batch)
+
+
+def _rounds(bl, model, rounds: int, lr: float, seed: int, ft: Mapping[str, Any]) -> list[int]:
+    """``rounds`` fine-tunes of ``model`` in place (round r draws its batches with seed
+    ``seed * rounds + r``); the step count after each."""
+    steps, out = 0, []
+    for r in range(rounds):
+        hist = train.finetune(bl, model, seed=seed * rounds + r, lr=lr, progress=False, **ft)
+        steps += _steps(bl, hist, ft)
+        out.append(steps)
+    return out
+
+
+def rounded(model, bits: int):
+    """A copy of ``model`` with every quantizable weight rounded to ``bits`` bits (symmetric, per
+    channel) and baked in as a plain parameter: post-training rounding."""
+    return cluster.untie(quantize.fake_quantize(copy.deepcopy(model), bits))
+
+
+def qat(bl, bits: int, *, rounds: int, lr: float, seeds: Sequence[int], metric: str,
+        ft: Mapping[str, Any], start: float | None = None, progress=None):
+    """Quantization-aware training of ``bl.model`` once per seed. Returns ``(curves, models)``:
+    per seed the curve ``[(steps, metric), ...]`` that starts at the rounded model (``start``, or
+    measured here) and has one point per round, and the trained model with its rounded weights
+    baked in (:func:`common.cluster.untie`)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if start is None:
+        start = workloads.evaluate(bl, rounded(bl.model, bits))[metric]
+    curves, models = {}, {}
+    for s in (progress or (lambda it: it))(list(seeds)):
+        m = quantize.fake_quantize(copy.deepcopy(bl.model), bits)
+        curve, steps = [(0, start)], 0
+        for r in range(rounds):
+            hist = train.finetune(bl, m, seed=s * rounds + r, lr=lr, progress=False, **ft)
+            steps += _steps(bl, hist, ft)
+            curve.append((steps, workloads.evaluate(bl, cluster.untie(copy.deepcopy(m)))[metric]))
+        curves[s], models[s] = curve, cluster.untie(m)
+    return curves, models
+
+
+def qat_controls(bl, bits: int, *, rounds: int, lr: float, seeds: Sequence[int], metric: str,
+                 ft: Mapping[str, Any], x_bn, progress=None):
+    """The two controls of :func:`qat` on the same budget, as a tidy table: one row per measured
+    model with ``control``, ``seed`` (None for the deterministic one), ``steps`` and ``metric``.
+    ``x_bn``: the training images BatchNorm is re-estimated on."""
+    import pandas as pd
+
+    bn = train.recalibrate_bn(quantize.fake_quantize(copy.deepcopy(bl.model), bits), x_bn)
+    rows = [{"control": PTQ_BN, "seed": None, "steps": 0,
+             metric: workloads.evaluate(bl, cluster.untie(bn))[metric]}]
+    for s in (progress or (lambda it: it))(list(seeds)):
+        m = copy.deepcopy(bl.model)
+        steps = _rounds(bl, m, rounds, lr, s, ft)[-1]
+        rows.append({"control": FLOAT_FT, "seed": s, "steps": steps,
+                     metric: workloads.evaluate(bl, rounded(m, bits))[metric]})
+    return pd.DataFrame(rows)
