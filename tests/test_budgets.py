@@ -26,7 +26,7 @@ def test_a_row_over_its_budget_fails_naming_it():
     degraded = copy.deepcopy(rows())
     row = next(r for r in degraded if r["homework"] == "hw2" and r["workload"] == "resnet18" and r["name"] == "int8 openvino")
     row["accuracy"] = f"{float(row['accuracy']) - budgets.CLASSIFIER_PT - 0.003:.4f}"
-    with pytest.raises(budgets.BudgetError, match="resnet18/digits/int8 openvino: accuracy .* > budget 0.01"):
+    with pytest.raises(budgets.BudgetError, match=f"resnet18/{data.OFFLINE_DEFAULT['resnet18']}/int8 openvino: accuracy .* > budget 0.01"):
         budgets.check("hw2", rows=degraded)
     table = budgets.check("hw2", rows=degraded, assert_budgets=False)     # shown, not asserted
     assert table.loc[table["name"] == "int8 openvino", "status"].tolist()[0] == "❌ OVER BUDGET"

@@ -63,14 +63,14 @@ def test_papermill_parameters_take_effect_in_hw1(tmp_path, monkeypatch):
     monkeypatch.setenv("NNC_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv(measure.QUICK_TIMING_ENV, "0")   # time in full, so that REPEATS shows in the notes
     out = tmp_path / "hw1.ipynb"
-    params = {"WORKLOADS": ["resnet18"], "RESNET_EPOCHS": 1, "WARMUP": 1, "REPEATS": 5}
+    params = {"WORKLOADS": ["resnet18"], "RESNET_DATASET": "digits", "RESNET_EPOCHS": 1, "WARMUP": 1, "REPEATS": 5}
     pm.execute_notebook(str(REPO_ROOT / "hw1_baseline" / "hw1_baseline.ipynb"), str(out),
                         parameters=params, cwd=str(REPO_ROOT / "hw1_baseline"), progress_bar=False)
     nb = nbformat.read(str(out), 4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "RESNET_EPOCHS = 1" in injected[0].source
     text = json.dumps([c.get("outputs", []) for c in nb.cells])
-    assert "resnet18-digits-32px-e1-" in text            # the 1-epoch recipe was trained / loaded
+    assert "resnet18-digits-32px-e1-" in text            # the 1-epoch recipe on the built-in data was trained / loaded
     assert "yolov8n test:" not in text and "yolov8n: " not in text  # only the chosen workload
     with open(tmp_path / "results" / "experiments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
