@@ -12,7 +12,7 @@ files="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ub
 has_all() { for f in $files; do [ -f "$1/$f" ] || return 1; done; }
 [ -n "${NNC_FASHION_MNIST_DIR:-}" ] && exit 0
 has_all /usr/share/datasets/fashion-mnist && exit 0
-base=${NNC_SHARED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nn-compression}
+base=${NNC_SHARED_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/nn-compression}   # set but empty or 0: the cache is off, as in common.env
 case "$base" in ""|0) exit 0 ;; esac
 dest=$base/datasets/fashion-mnist
 has_all "$dest" && exit 0
