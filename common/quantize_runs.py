@@ -32,14 +32,14 @@ def _steps(bl, hist: list[dict], ft: Mapping[str, Any]) -> int:
     return math.ceil(ft.get("images", len(bl.data.y_train)) / bl.config.batch)
 
 
-def _rounds(bl, model, rounds: int, lr: float, seed: int, ft: Mapping[str, Any]) -> list[int]:
+def _rounds(bl, model, rounds: int, lr: float, seed: int, ft: Mapping[str, Any], after=None) -> list:
     """``rounds`` fine-tunes of ``model`` in place (round r draws its batches with seed
-    ``seed * rounds + r``); the step count after each."""
+    ``seed * rounds + r``); after each, the step count so far, or ``(steps, after(model))``."""
     steps, out = 0, []
     for r in range(rounds):
         hist = train.finetune(bl, model, seed=seed * rounds + r, lr=lr, progress=False, **ft)
         steps += _steps(bl, hist, ft)
-        out.append(steps)
+        out.append(steps if after is None else (steps, after(model)))
     return out
 
 
@@ -62,12 +62,9 @@ def qat(bl, bits: int, *, rounds: int, lr: float, seeds: Sequence[int], metric: 
     curves, models = {}, {}
     for s in (progress or (lambda it: it))(list(seeds)):
         m = quantize.fake_quantize(copy.deepcopy(bl.model), bits)
-        curve, steps = [(0, start)], 0
-        for r in range(rounds):
-            hist = train.finetune(bl, m, seed=s * rounds + r, lr=lr, progress=False, **ft)
-            steps += _steps(bl, hist, ft)
-            curve.append((steps, workloads.evaluate(bl, cluster.untie(copy.deepcopy(m)))[metric]))
-        curves[s], models[s] = curve, cluster.untie(m)
+        score = lambda model: workloads.evaluate(bl, cluster.untie(copy.deepcopy(model)))[metric]  # noqa: E731
+        curves[s] = [(0, start), *_rounds(bl, m, rounds, lr, s, ft, after=score)]
+        models[s] = cluster.untie(m)
     return curves, models
 
 
