@@ -10,7 +10,8 @@
 Models go to the compute device for the work and come back on the CPU, in eval mode; random
 augmentation is drawn on the CPU, so a seed gives the same batches on every device.
 :func:`common.workloads.baseline` trains through these, and this file is part of the training
-fingerprint (:data:`common.workloads.TRAINING_SOURCES`).
+fingerprint (:data:`common.workloads.TRAINING_SOURCES`). ``Baseline`` in the signatures is
+:class:`common.workloads.Baseline` (not imported: workloads imports this module).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from copy import deepcopy
 from pathlib import Path
 
 from common import data as data_mod
-from common import env, workloads
+from common import env, models
 
 
 def _shift_batch(x, pad: int, gen, flip: bool):
@@ -82,7 +83,7 @@ def fit_classifier(model, data, *, epochs: int, lr: float, batch: int = 64, seed
             sched.step()
             total += loss.detach().item() * len(idx)
             count += len(idx)
-        val_acc = float((workloads.predict_classes(model, data.x_val) == data.y_val.numpy()).mean())
+        val_acc = float((models.predict_classes(model, data.x_val) == data.y_val.numpy()).mean())
         history.append({"epoch": epoch + 1, "loss": total / count, "val_accuracy": val_acc})
         bar.set_postfix(loss=f"{total / count:.3f}", val_acc=f"{val_acc:.3f}")
     model.to("cpu", memory_format=torch.contiguous_format).eval()
@@ -121,7 +122,7 @@ def fit_detector(model, data_yaml: str, *, epochs: int, img_size: int, batch: in
     Short from-scratch CPU schedules learn fastest here with AdamW at a fixed ``lr0``, one
     warm-up epoch and no mosaic (measured on ``shapes``: 30 epochs, mosaic off, mAP50-95 0.60
     vs 0.36 with ultralytics' defaults at 25 epochs)."""
-    args = dict(data=str(data_yaml), epochs=epochs, imgsz=img_size, batch=batch, device=workloads.ultralytics_device(),
+    args = dict(data=str(data_yaml), epochs=epochs, imgsz=img_size, batch=batch, device=models.ultralytics_device(),
                 workers=0, seed=seed, deterministic=True, plots=False, val=False, amp=False,
                 optimizer="AdamW", lr0=lr, warmup_epochs=1, mosaic=0.0,
                 project=str(project), name="train", exist_ok=True, verbose=False)
@@ -140,7 +141,7 @@ def fit_detector(model, data_yaml: str, *, epochs: int, img_size: int, batch: in
     return history, final["model"].cpu().eval()
 
 
-def finetune_detector(model, bl: "workloads.Baseline", *, epochs: float = 1, lr: float = 1e-3,
+def finetune_detector(model, bl: "Baseline", *, epochs: float = 1, lr: float = 1e-3,
                       batch: int | None = None, seed: int = 0, after_step=None, extra_loss=None,
                       desc: str = "fine-tuning", progress: bool = True) -> list[dict]:
     """Fine-tune a YOLO ``DetectionModel`` module in place with our own loop over ultralytics'
@@ -161,7 +162,7 @@ def finetune_detector(model, bl: "workloads.Baseline", *, epochs: float = 1, lr:
 
     if epochs <= 0 or lr <= 0:
         raise ValueError(f"need epochs > 0 and lr > 0, got {epochs}, {lr}")
-    workloads.ultralytics_setup()
+    models.ultralytics_setup()
     cfg = bl.config
     batch = batch or cfg.batch
     args = get_cfg(overrides={"imgsz": cfg.img_size, "mosaic": 0.0, "batch": batch, "workers": 0,
@@ -245,7 +246,7 @@ def recalibrate_bn(model, x, batch: int = 128):
     return model
 
 
-def finetune(bl: "workloads.Baseline", model, *, epochs: float = 1, lr: float | None = None,
+def finetune(bl: "Baseline", model, *, epochs: float = 1, lr: float | None = None,
              images: int | None = None, seed: int = 0, desc: str = "fine-tuning",
              progress: bool = True, recalibrate: bool = True, **kwargs) -> list[dict]:
     """Short fine-tune of a compressed copy of ``bl``'s model, in place, with the baseline's

@@ -30,6 +30,8 @@ import numpy as np
 
 from common import data as data_mod
 from common import env
+from common.models import (build_resnet18, predict_classes, ultralytics_device,  # noqa: F401  (re-exported)
+                           ultralytics_setup)
 
 #: Default training recipes (offline defaults; override any field through ``baseline``).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -90,37 +92,6 @@ class Baseline:
 
 # --------------------------------------------------------------------------- building
 
-def build_resnet18(num_classes: int = 10) -> "torch.nn.Module":
-    """torchvision ResNet-18 with a CIFAR-style stem: 3x3/1 first conv and no max-pool."""
-    import torch.nn as nn
-    import torchvision
-
-    model = torchvision.models.resnet18(num_classes=num_classes)
-    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
-    return model
-
-
-def ultralytics_setup() -> None:
-    """Point ultralytics at a project-local, git-ignored settings folder with integrations
-    (MLflow, W&B, ...) off, datasets and runs under ``artifacts/``, and our thread count kept."""
-    env.ultralytics_env()
-    from ultralytics import settings
-
-    wanted = {"datasets_dir": str(env.artifacts_dir() / "data"),
-              "weights_dir": str(env.artifacts_dir() / "weights"),
-              "runs_dir": str(env.artifacts_dir() / "runs"), "sync": False}
-    wanted.update({k: False for k in ("mlflow", "tensorboard", "wandb", "clearml", "comet",
-                                      "dvc", "raytune", "hub", "neptune") if k in settings})
-    if any(settings.get(k) != v for k, v in wanted.items()):
-        settings.update(wanted)
-    import torch
-    import ultralytics.nn.backends.litert  # noqa: F401  (set_threads patches their NUM_THREADS)
-    import ultralytics.utils.torch_utils  # noqa: F401
-
-    env.set_threads(torch.get_num_threads())  # stop ultralytics from resetting the thread count
-
-
 def yolo(source: str | Path = "yolov8n.yaml"):
     """An ultralytics ``YOLO`` object (quiet, offline-friendly settings)."""
     ultralytics_setup()
@@ -142,31 +113,6 @@ def pretrained_yolov8n() -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return Path(attempt_download_asset(str(path)))
-
-
-# --------------------------------------------------------------------------- inference
-
-def predict_classes(model_or_backend, x, batch: int = 256) -> np.ndarray:
-    """Arg-max predictions of a torch module or a :class:`common.backends.Backend`."""
-    import torch
-
-    preds = []
-    if isinstance(model_or_backend, torch.nn.Module):
-        was_training = model_or_backend.training
-        model_or_backend.eval()
-        dev = next(model_or_backend.parameters()).device   # the images go where the model is
-        with torch.inference_mode():
-            for i in range(0, len(x), batch):
-                xb = x[i:i + batch].to(dev)
-                if xb.dim() == 4:  # channels-last: the same convolutions on oneDNN's faster path (~1.3x here)
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                preds.append(model_or_backend(xb).argmax(1).cpu().numpy())
-        model_or_backend.train(was_training)
-    else:
-        xs = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-        for i in range(0, len(xs), batch):
-            preds.append(model_or_backend(xs[i:i + batch]).argmax(1))
-    return np.concatenate(preds)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -266,7 +212,7 @@ TRAIN_THREADS = env.DEFAULT_THREADS
 
 #: The code a trained baseline depends on: a change to any of these (or to a tracked library's
 #: version) retrains instead of reusing a baseline from the machine-wide cache.
-TRAINING_SOURCES = ("workloads.py", "train.py", "data.py", "shapes.py", "env.py")
+TRAINING_SOURCES = ("workloads.py", "models.py", "train.py", "data.py", "shapes.py", "env.py")
 
 
 def training_fingerprint() -> str:
@@ -402,11 +348,6 @@ def predict_boxes(bl: Baseline, images: list[Path], conf: float = 0.25, *,
                             device="cpu", verbose=False)
     return [np.concatenate([r.boxes.xyxy.numpy(), r.boxes.conf.numpy()[:, None],
                             r.boxes.cls.numpy()[:, None]], axis=1) for r in results]
-
-
-def ultralytics_device() -> str:
-    """:func:`common.env.compute_device` as ultralytics spells it ("cpu", or "0" for the first GPU)."""
-    return "0" if env.compute_device() == "cuda" else "cpu"
 
 
 def real_photos() -> list[Path]:

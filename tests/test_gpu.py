@@ -66,7 +66,7 @@ def test_a_row_without_cuda_is_its_note_and_nothing_else(tmp_path):
 
     bl = workloads.baseline("resnet18")
     row = gpu.measure_case(bl, {"runtime": "onnxruntime", "precision": "fp32", "batch": 32}, tmp_path)
-    assert row == {"workload": "resnet18", "dataset": "digits", "runtime": "onnxruntime", "precision": "fp32",
+    assert row == {"workload": "resnet18", "dataset": bl.config.dataset, "runtime": "onnxruntime", "precision": "fp32",
                    "batch": 32, "notes": "skipped: no CUDA"}
     assert not any(tmp_path.iterdir())                 # nothing exported for a row that cannot run
 

@@ -4,10 +4,6 @@ import ast
 from pathlib import Path
 
 COMMON = Path(__file__).resolve().parents[1] / "common"
-#: the one cycle left: train needs workloads' model helpers and workloads.baseline trains through
-#: train; cutting it edits the training fingerprint's files (a retrain), planned with the rest of
-#: the module split
-KNOWN = {frozenset({"train", "workloads"})}
 
 
 def graph() -> dict[str, set[str]]:
@@ -64,5 +60,5 @@ def test_the_cycle_finder_finds_a_planted_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == set()
 
 
-def test_common_has_no_import_cycle_but_the_known_one():
-    assert cycles(graph()) == KNOWN
+def test_common_has_no_import_cycle():
+    assert cycles(graph()) == set()

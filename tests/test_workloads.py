@@ -39,7 +39,7 @@ def test_bad_baseline_requests_fail_before_any_work(monkeypatch):
     monkeypatch.setenv("NNC_OFFLINE", "1")
     with pytest.raises(ValueError, match="unknown training options"):
         workloads.baseline("resnet18", epoch=3)
-    with pytest.raises(data.DatasetError, match="offline default 'digits'"):
+    with pytest.raises(data.DatasetError, match="use the built-in 'digits' or the default 'fashion-mnist-small'"):
         workloads.baseline("resnet18", "cifar10")
     with pytest.raises(data.DatasetError, match="offline; use weights='scratch'"):
         workloads.baseline("yolov8n", weights="yolov8n.pt")
@@ -94,25 +94,25 @@ def test_a_fresh_clone_reuses_a_baseline_trained_on_this_machine_with_the_same_c
     monkeypatch.setattr(train, "fit_classifier", fake_fit)
     monkeypatch.setenv("NNC_SHARED_CACHE", str(tmp_path / "shared"))
     monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone1"))
-    first = workloads.baseline("resnet18", epochs=1, lr=0.01)
+    first = workloads.baseline("resnet18", "digits", epochs=1, lr=0.01)
     assert not first.cached and calls == [1]
     shared = workloads._shared_baseline(first.config)
     assert shared.parent == tmp_path / "shared" / "baselines" and (shared / "model.pt").exists()
     assert [p.name for p in shared.parent.iterdir()] == [shared.name]          # no temporary copies left
 
     monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone2"))           # another clone, same machine
-    second = workloads.baseline("resnet18", epochs=1, lr=0.01)
+    second = workloads.baseline("resnet18", "digits", epochs=1, lr=0.01)
     assert second.cached and calls == [1] and torch.equal(second.model.fc.bias, first.model.fc.bias)
     assert (tmp_path / "clone2" / "baselines" / first.config.key() / "meta.json").exists()
 
     monkeypatch.setattr(workloads, "training_fingerprint", lambda: "changedcode0")
     monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone3"))           # the training code changed
-    assert not workloads.baseline("resnet18", epochs=1, lr=0.01).cached and calls == [1, 1]
+    assert not workloads.baseline("resnet18", "digits", epochs=1, lr=0.01).cached and calls == [1, 1]
 
     monkeypatch.setenv("NNC_SHARED_CACHE", "")                               # turned off
     monkeypatch.setenv("NNC_ARTIFACTS", str(tmp_path / "clone4"))
     assert env.shared_cache_dir() is None
-    assert not workloads.baseline("resnet18", epochs=1, lr=0.01).cached and calls == [1, 1, 1]
+    assert not workloads.baseline("resnet18", "digits", epochs=1, lr=0.01).cached and calls == [1, 1, 1]
 
 
 def test_a_baseline_trains_with_the_same_threads_whoever_trains_it(tmp_path, monkeypatch):
@@ -127,7 +127,7 @@ def test_a_baseline_trains_with_the_same_threads_whoever_trains_it(tmp_path, mon
     before = torch.get_num_threads()
     try:
         env.set_threads(1)                     # e.g. what ultralytics leaves behind on a 2-core machine
-        workloads.baseline("resnet18", epochs=1, lr=0.02)
+        workloads.baseline("resnet18", "digits", epochs=1, lr=0.02)
         assert seen == [workloads.TRAIN_THREADS] and torch.get_num_threads() == 1   # restored afterwards
     finally:
         env.set_threads(before)
