@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from common import cluster, quantize, train, workloads
@@ -84,3 +85,23 @@ def qat_controls(bl, bits: int, *, rounds: int, lr: float, seeds: Sequence[int],
         rows.append({"control": FLOAT_FT, "seed": s, "steps": steps,
                      metric: workloads.evaluate(bl, rounded(m, bits))[metric]})
     return pd.DataFrame(rows)
+
+
+def onnx_range_study(bl, reduced: str | Path, onnx_fp32: str | Path, out: str | Path, *, calibration: int,
+                     seed: int = 0, metric: str, threads: int = 2) -> dict:
+    """ONNX Runtime's default full-range int8 weights against the registry's ``reduce_range`` model
+    ``reduced``: the full-range model quantized from ``onnx_fp32`` into ``out`` on the same
+    ``calibration`` images, each model's kernel error against the float simulation
+    (:func:`common.quantize_onnx.kernel_error`, 8 test images), the full-range model's ``metric``, and
+    its speed against ``reduce_range`` in one interleaved run. Returns {"err", "q_full", "speed"}."""
+    from common import speed
+
+    exclude = quantize.yolo_postprocess_nodes(onnx_fp32) if bl.config.workload == "yolov8n" else []
+    full = quantize.onnx_int8(onnx_fp32, Path(out), quantize.calibration_images(bl, calibration, seed),
+                              exclude=exclude, reduce_range=False)
+    x = workloads.sample_inputs(bl, 8)
+    err = {name: quantize.kernel_error(path, x, threads=threads) for name, path in (("reduce_range", reduced),
+                                                                                     ("full range", full))}
+    pair = speed.compare("reduce_range", {"reduce_range": reduced, "full range": full}, bl.input_shape,
+                         threads=threads, desc=f"{bl.config.workload} int8 full range vs reduce_range")
+    return {"err": err, "q_full": workloads.evaluate(bl, full)[metric], "speed": pair["full range"]}

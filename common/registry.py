@@ -93,6 +93,26 @@ def _cell(column: str, value) -> str:
     return f"{number:.{DECIMALS[column]}f}"
 
 
+def row(homework: str, workload: str, dataset: str, name: str, method: str, quality: Mapping | None = None,
+        *parts: Mapping, notes: str | Iterable[str] = "", **fields) -> dict:
+    """One registry row: the key, the method, the schema's columns of ``quality`` (metrics dicts carry
+    more), then ``parts`` (``Measurement.row()``, ``measure.model_figures``...) and ``fields`` in that
+    order, later ones winning; ``notes`` joined with "; ", empty ones dropped. Checked by :func:`normalize`."""
+    out = {"homework": homework, "workload": workload, "dataset": dataset, "name": name, "method": method,
+           **{c: v for c, v in (quality or {}).items() if c in COLUMNS}}
+    for part in parts:
+        out.update(part)
+    out.update(fields)
+    texts = [notes] if isinstance(notes, str) else list(notes)
+    joined = "; ".join(t for t in (*texts, out.get("notes") or "") if t)
+    if joined:
+        out["notes"] = joined
+    else:
+        out.pop("notes", None)
+    normalize(out)
+    return out
+
+
 def normalize(row: dict) -> dict[str, str]:
     """A row checked against the schema and formatted as it will be written."""
     unknown = set(row) - set(COLUMNS)

@@ -14,7 +14,7 @@ from common import env
 from common.registry import (COLUMNS, DATASET_NOTES, DECIMALS, DISPLAY_DECIMALS, HOMEWORKS, INTEGER, KEY,  # noqa: F401
                              LOSSLESS_DROP, PRIMARY, QUALITY, REFERENCE_NAMES, TECHNIQUE, TEXT, VARYING_UNITS,
                              WORKLOADS, RegistryError, baseline_row, load, load_run, normalize, note_dataset,
-                             read_rows, registry_path, upsert)
+                             read_rows, registry_path, row, upsert)
 
 
 def _num(x):
@@ -176,7 +176,7 @@ PARETO_X = {"speedup": "speed-up × over the PyTorch baseline, batch 1, each row
 METRIC_LABEL = {"accuracy": "accuracy (fraction of test images)", "map50_95": "mAP50-95 (0-1)"}
 
 
-def _log_x(ax) -> None:
+def log_x(ax) -> None:
     """A log x axis whose ticks (1, 2, 5 per decade, plain numbers) fall inside the data."""
     from matplotlib import ticker
 
@@ -216,7 +216,7 @@ def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):
                     textcoords="offset points")
     if base is not None and _num(base[x]):
         ax.scatter([base[x]], [base[key]], marker="*", s=160, color="black", zorder=5, label=f"{base.homework} baseline")
-    _log_x(ax)
+    log_x(ax)
     ax.margins(x=0.08)
     label = {"speedup": "speed-up", "latency_cpu_ms": "CPU latency", "size_mb": "size on disk"}.get(x, x)
     xlabel = PARETO_X.get(x, x)
@@ -260,7 +260,7 @@ def plot_quality_size(points: dict[str, tuple[float, float]], metric: str, ax=No
             continue
         ax.annotate(label, (mb, q), textcoords="offset points", xytext=(6, -3), fontsize=8)
         drawn.append(label)
-    _log_x(ax)
+    log_x(ax)
     ax.set(xlabel="model file size, MB (log scale)", ylabel=METRIC_LABEL.get(metric, metric), title=title)
     ax.grid(alpha=0.3)
     return drawn
@@ -292,7 +292,7 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
     ax.axvline(1, color="k", lw=0.5)
     xs = [v for n in names for v in (comparison[n].lo, comparison[n].hi)]
     if max(xs) / min(xs) > 10:      # decades: log, ticks inside the data
-        _log_x(ax)
+        log_x(ax)
     ax.set(xlabel=f"speed-up × over {comparison.reference}, batch {comparison[comparison.reference].batch} (95 % CI)",
            ylabel=METRIC_LABEL.get(metric, metric), title=title)
     ax.grid(alpha=0.3)

@@ -120,6 +120,20 @@ class Verdict:
             return f"{head}, {self.winner} better on every seed (its worst seed beats the other's best; seed ranges up to {self.spread:.4f})"
         return f"{head}, within the seed spread ({self.spread:.4f}): no winner"
 
+    def sentence(self, scale: float = 1.0, fmt: str = "+.4f", unit: str = "") -> str:
+        """The difference in bold and what it means, for a conclusion: a winner only outside the
+        spread. ``scale`` and ``unit`` turn accuracy into points (100, " pt")."""
+        d = format(self.diff * scale, fmt) + unit
+        spread = format(self.spread * scale, fmt.lstrip("+")) + unit
+        n = len(self.a.values)
+        if self.paired:
+            if self.winner:
+                return f"**{d}**: {self.winner} is better on every one of the {n} paired seeds (range of the differences {spread})"
+            return f"**{d}**, the paired differences change sign (range {spread}): no winner on this evidence"
+        if self.winner:
+            return f"**{d}**: {self.winner} is better on every one of the {n} seeds (seed spread {spread})"
+        return f"**{d}**, within the seed spread ({spread}): no winner on this evidence"
+
 
 def verdict(name_a: str, a: Iterable[float], name_b: str, b: Iterable[float]) -> Verdict:
     """Compare two methods' per-seed results (higher is better)."""

@@ -52,3 +52,13 @@ def test_bad_settings_fail_before_any_training(small):
         keras_twin.cluster(model, 8, "random", d, epochs=1, lr=1e-3)
     with pytest.raises(ValueError, match="calibration set is empty"):
         keras_twin.to_tflite(model, "/tmp/never.tflite", int8=True, calibration=d.x_train[:0])
+
+
+def test_the_tfmot_sweep_writes_every_file_and_checks_each(small, tmp_path):
+    from common import cluster_runs
+
+    d, model = small
+    runs, stripped = cluster_runs.tfmot_sweep(model, d, ["linear"], [4], tmp_path, d.x_train[:20], epochs=1, lr=1e-3)
+    assert list(runs) == ["baseline", "int8", "tfmot linear 4", "tfmot linear 4 int8"] and list(stripped) == [("linear", 4)]
+    assert max(runs["tfmot linear 4"]["unique"].values()) <= 4 and "unique" not in runs["int8"]
+    assert all(r["path"].exists() and 0 <= r["quality"]["accuracy"] <= 1 for r in runs.values())

@@ -1,0 +1,105 @@
+"""The row builder, the measured-rows helper and the experiment functions hw4 and hw6 call
+(tiny models; timings are not checked, only that every column comes back)."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from common import cluster_runs, distill_runs, record, registry, seeds
+
+
+def test_a_row_keeps_the_schemas_columns_and_joins_its_notes():
+    q = {"accuracy": 0.5, "f1": 0.4, "confusion": [[1]]}          # metrics dicts carry more than the schema
+    r = registry.row("hw4", "resnet18", "digits", "x", "a method", q, {"size_mb": 1.0, "notes": "measured"},
+                     params=10, notes="first")
+    assert r == {"homework": "hw4", "workload": "resnet18", "dataset": "digits", "name": "x", "method": "a method",
+                 "accuracy": 0.5, "f1": 0.4, "size_mb": 1.0, "params": 10, "notes": "first; measured"}
+    assert "notes" not in registry.row("hw4", "resnet18", "digits", "x", "m", notes=["", ""])
+    with pytest.raises(registry.RegistryError, match="unknown homework"):
+        registry.row("hw9", "resnet18", "digits", "x", "m")
+    with pytest.raises(registry.RegistryError, match="unknown columns"):
+        registry.row("hw4", "resnet18", "digits", "x", "m", latency=1.0)
+
+
+def test_a_verdict_sentence_names_a_winner_only_outside_the_spread():
+    apart = seeds.paired_verdict("KD", [0.70, 0.71, 0.72], "scratch", [0.60, 0.62, 0.61])
+    assert apart.sentence(100, "+.2f", " pt").startswith("**+10.00 pt**: KD is better on every one of the 3 paired seeds")
+    mixed = seeds.paired_verdict("KD", [0.70, 0.60, 0.65], "scratch", [0.65, 0.65, 0.65])
+    assert "no winner on this evidence" in mixed.sentence() and "change sign" in mixed.sentence()
+    overlap = seeds.verdict("a", [0.5, 0.7], "b", [0.6, 0.65])
+    assert overlap.sentence() == "**-0.0250**, within the seed spread (0.2000): no winner on this evidence"
+
+
+def _tiny(tmp_path, name, width):
+    import torch
+
+    from common.pruning import save_module
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.ReLU(), torch.nn.Flatten()).eval()
+    return record.Model(SimpleNamespace(path=save_module(net, tmp_path / name / "model.pt")), net,
+                        {"accuracy": 0.5}, f"width {width}")
+
+
+def test_measured_rows_measure_time_and_record_every_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNC_QUICK_TIMING", "1")
+    bl = SimpleNamespace(config=SimpleNamespace(workload="resnet18", dataset="digits"), input_shape=(1, 3, 8, 8))
+    models = {"teacher": _tiny(tmp_path, "t", 8), "student": _tiny(tmp_path, "s", 2)}
+    rows, measured, timed = record.measured_rows("hw6", bl, models, "teacher", ram=set(), threads=1,
+                                                 notes={"student": "chosen on val"})
+    assert [r["name"] for r in rows] == ["teacher", "student"] and set(measured) == set(models)
+    assert rows[1]["params"] < rows[0]["params"] and rows[1]["speedup_vs"] == "teacher"
+    assert rows[1]["notes"].startswith("chosen on val; ") and "ram: not measured" in rows[1]["notes"]
+    assert all(registry.normalize(r) for r in rows)
+    with pytest.raises(ValueError, match="the reference 'baseline' is not one of the models: teacher, student"):
+        record.measured_rows("hw6", bl, models, "baseline")
+
+
+def test_the_twin_methods_say_what_each_file_is():
+    assert cluster_runs.twin_method("baseline") == "Keras twin, TFLite float32"
+    assert cluster_runs.twin_method("tfmot linear 16") == "TFMOT cluster_weights linear 16 clusters + strip, TFLite float32"
+    assert cluster_runs.twin_method("tfmot kmeans++ 8 int8").endswith("8 clusters + strip, TFLite int8 PTQ")
+    assert "cluster-preserving QAT" in cluster_runs.twin_method("tfmot 16 cqat int8")
+
+
+def test_detector_students_train_a_scratch_and_a_distilled_student_per_seed(tmp_path, monkeypatch):
+    from common import distill, train, workloads
+
+    calls = []
+
+    def fake_fit(y, data, *, seed, trainer=None, **kw):
+        calls.append((seed, trainer is not None, kw["epochs"]))
+        return [{"epoch": 1}], f"model-{seed}-{trainer is not None}"
+
+    monkeypatch.setattr(train, "fit_detector", fake_fit)
+    monkeypatch.setattr(workloads, "yolo", lambda yaml: yaml)
+    monkeypatch.setattr(distill, "distillation_trainer", lambda teacher, **kw: ("trainer", kw))
+    monkeypatch.setattr(distill, "plain_student", lambda m: m)
+    monkeypatch.setattr(workloads, "variant", lambda td, m, out: SimpleNamespace(model=m, out=out))
+    monkeypatch.setattr(workloads, "evaluate", lambda v: {"map50_95": 0.1})
+    td = SimpleNamespace(model="teacher", data="d.yaml", config=SimpleNamespace(img_size=64, batch=4, lr=0.01))
+    runs = distill_runs.detector_students(td, "student.yaml", [0, 1], tmp_path, epochs=3, weight=2.0,
+                                          box_weight=0.2, temperature=2.0)
+    assert calls == [(0, False, 3), (0, True, 3), (1, False, 3), (1, True, 3)]
+    assert runs["kd"][1]["variant"].model == "model-1-True" and runs["scratch"][0]["quality"] == {"map50_95": 0.1}
+    assert runs["kd"][0]["variant"].out == tmp_path / "yolo-kd-s0" / "model"
+
+
+def test_export_rows_carry_quality_size_speed_and_say_what_was_skipped(monkeypatch):
+    from common import export_runs, measure
+
+    monkeypatch.setattr(measure, "model_figures", lambda model, shape: {"params": 10, "gflops": 0.1, "sparsity": 0.0})
+    bl = SimpleNamespace(config=SimpleNamespace(dataset="digits"), model=None, input_shape=(1, 3, 8, 8))
+    ok = SimpleNamespace(skipped=None, export_seconds=1.5)
+    skipped = SimpleNamespace(skipped="skipped: no tflite runtime")
+    m1 = SimpleNamespace(row=lambda: {"size_mb": 2.0, "threads": 2, "notes": "ram: 300 MB"}, gpu=None)
+    timed = SimpleNamespace(median_ms=10.0, speedup=2.0, lo=1.8, hi=2.2,
+                            columns=lambda: {"speedup": 2.0, "speedup_lo": 1.8, "speedup_hi": 2.2, "speedup_vs": "pytorch"})
+    rows = export_runs.rows({"resnet18": bl}, {("resnet18", "onnx"): ok, ("resnet18", "tflite"): skipped},
+                            {("resnet18", "onnx"): {"accuracy": 0.9, "load_s": 0.1, "parity": 1e-6, "same_top1": True}},
+                            {("resnet18", "onnx"): (m1, m1, "b.onnx")}, {"resnet18": {"onnx": timed}},
+                            {"resnet18": {"onnx": timed}}, 32)
+    onnx, tflite = rows
+    assert onnx["accuracy"] == 0.9 and onnx["size_mb"] == 2.0 and onnx["speedup"] == 2.0 and onnx["params"] == 10
+    assert onnx["notes"].startswith("export 1.5 s; load 0.10 s; parity max|diff| 1.0e-06; batch 32: 10.0 ms, 3200 images/s")
+    assert onnx["notes"].endswith("; ram: 300 MB") and "accuracy" not in tflite
+    assert tflite["notes"] == "skipped: no tflite runtime" and tflite["params"] == 10
