@@ -100,7 +100,9 @@ _WARNING = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
 #: other library log lines: glog / absl (``W1201 11:58:45.490000 30367 file.py:630] ...``), Python
 #: logging's default format below ERROR (``INFO:nncf:...``, ``WARNING:root:...``), TFLite's banner, the
 #: AI Edge Quantizer's own progress bars (two per TFLite quantization)
-_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|(DEBUG|INFO|WARNING):[\w.]+:|"
+_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]|(DEBUG|INFO|WARNING):[\w.]+:|"
+                  # absl before its InitializeLog (TensorFlow's import), then its epoch-stamped lines, matched above
+                  r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$|"
                   r"INFO: Created TensorFlow Lite XNNPACK delegate|"
                   r"(Generating Quantization Parameters|Applying Transformations to tensors):: |"
                   # the AI Edge Quantizer's summary after each quantization

@@ -122,6 +122,8 @@ def test_tidy_outputs_leaves_what_a_reader_sees():
              "text": "W1201 11:58:45.490000 30367 torch/utils/_pytree.py:630] <enum> deprecated\n"
                      "WARNING:root:The model x.tflite already exists\n"
                      "INFO:nncf:34 ignored nodes were found by names in the NNCFGraph\n"
+                     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                     "I0000 00:00:1796222517.027199    9894 port.cc:153] oneDNN custom operations are on.\n"
                      "Generating Quantization Parameters:: 100%|##| 258/258 [00:00<00:00, 6165.28it/s]\n"
                      "Applying Transformations to tensors:: 100%|##| 415/415 [00:00<00:00, 99283.38it/s]\n"},
             {"output_type": "display_data", "data": {"text/plain": "(00:00) [START] LiteRT-Torch Convert",
