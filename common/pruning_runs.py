@@ -49,3 +49,120 @@ def sensitivity_scan(bl, groups: dict[str, list[str]], sparsity: float, metric: 
         m = pruning.prune_unstructured(bl.model, 0, "local", layers={n: sparsity for n in names})
         drops[g] = ref - workloads.evaluate(scan, pruning.finalized(m), split="val")[metric]
     return ref, drops
+
+
+def criteria_over_seeds(bl, criteria: list[str], ratio: float, seeds: list[int], first: dict[str, float], *,
+                        seed: int, metric: str, epochs: float, desc: str = "") -> dict[str, list[float]]:
+    """Each criterion's ``metric`` after pruning ``ratio`` of the channels and ``epochs`` of
+    :func:`finetune`, once per seed in ``seeds``; seed ``seed``'s values are ``first`` (already
+    measured, not repeated). Returns {criterion: [value per seed, in ``seeds`` order]}."""
+    import torch
+    from tqdm import tqdm
+
+    from common import workloads
+
+    example, out = torch.zeros(bl.input_shape), {}
+    lr = bl.config.lr if bl.config.workload == "resnet18" else None
+    for crit in criteria:
+        vals = []
+        for s in tqdm(seeds, desc=desc or f"{bl.config.workload} {crit} {ratio} over seeds"):
+            if s == seed:
+                vals.append(first[crit])
+                continue
+            m = pruning.prune_channels(bl.model, example, ratio, crit)
+            finetune(bl, m, epochs=epochs, seed=s, lr=lr)
+            vals.append(workloads.evaluate(bl, m)[metric])
+        out[crit] = vals
+    return out
+
+
+def final_model(bl, out, *, ratio: float, criterion: str, epochs: float, seed: int, metric: str,
+                reference: str, threads: int = 2, warmup: int = 10, repeats: int = 50) -> dict:
+    """The chosen channel-pruned model: ``ratio`` of the channels cut by ``criterion``, ``epochs`` of
+    :func:`finetune`, saved (it must reload with identical outputs and fewer parameters), exported to ONNX and OpenVINO (each within 1e-3 of PyTorch and
+    within 2e-3 of its ``metric``), every file measured, and all timed in one interleaved run against
+    the baseline (named ``reference``) and the baseline's own ONNX export ("baseline onnx").
+
+    Returns {"variant", "params", "history", "runs": {fmt: {"quality", "m", "diff", "path"}}, "speed"}."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from common import backends, export, measure, size, speed, workloads
+
+    out, w = Path(out), bl.config.workload
+    m = pruning.prune_channels(bl.model, torch.zeros(bl.input_shape), ratio, criterion)
+    hist = finetune(bl, m, epochs=epochs, seed=seed, lr=bl.config.lr if w == "resnet18" else None)
+    v = workloads.variant(bl, m, out / f"final-{criterion}-{ratio:.2f}")
+    back = torch.load(v.path, map_location="cpu", weights_only=False).eval()
+    assert size.count_params(back) == size.count_params(m) < size.count_params(bl.model)
+    x = torch.as_tensor(workloads.sample_inputs(bl, 8))
+    with torch.no_grad():
+        ref = m(x)[0] if w == "yolov8n" else m(x)
+        assert torch.equal(ref, back(x)[0] if w == "yolov8n" else back(x))
+    q = workloads.evaluate(bl, v.model)
+    files = {"pytorch": (v.path, q, 0.0)}
+    for fmt in ("onnx", "openvino"):
+        e = export.export(v, fmt, out / "final-export")
+        assert not e.skipped, e.skipped
+        runner = backends.load(e.path, threads=threads)   # ultralytics exports have batch 1 baked in
+        y = np.concatenate([runner(x[i:i + 1].numpy()) for i in range(len(x))])
+        diff = float(np.abs(export.comparable(w, fmt, y, bl.config.img_size)
+                            - export.comparable(w, "pytorch", ref.numpy(), bl.config.img_size)).max())
+        assert diff <= 1e-3, f"{w} {fmt} differs from PyTorch by {diff:.2e}"
+        files[fmt] = (e.path, workloads.evaluate(v, e.path), diff)
+    runs = {}
+    for fmt, (path, qq, diff) in files.items():
+        assert abs(qq[metric] - q[metric]) < 2e-3, (fmt, qq[metric], q[metric])
+        mm = measure.measure(path, bl.input_shape, threads=threads, warmup=warmup, repeats=repeats, cpu=False,
+                             ram=fmt == "pytorch", gpu=fmt == "pytorch", label=f"{w} pruned {fmt}")
+        runs[fmt] = {"quality": qq, "m": mm, "diff": diff, "path": path}
+    base_onnx = export.export(bl, "onnx", out / "baseline-export").path
+    timed = speed.compare(reference, {reference: bl.path, "baseline onnx": base_onnx, **{f: r["path"] for f, r in runs.items()}},
+                          bl.input_shape, threads=threads, desc=f"{w} final timing")
+    return {"variant": v, "params": size.count_params(back), "history": hist, "runs": runs, "speed": timed}
+
+
+def registry_rows(bl, base: dict, sweep: dict, sizes: dict, sparse, nonuniform: dict, struct: dict, structured,
+                  final: dict, *, struct_epochs: float, final_epochs: float, seed: int, seeds: list[int],
+                  metric: str, reference: str, threads: int) -> list[dict]:
+    """hw3's registry rows of one workload (``bl``'s), from the notebook's results: the unstructured
+    sweep (``sweep[w, scope, sparsity, fine_tuned]``; the fine-tuned global ones with their files'
+    ``sizes`` and ``sparse`` speed check), the sensitivity-guided model (``nonuniform``), the
+    structured grid (``struct`` and its timing ``structured``) and the chosen final model in each
+    format (``final``, from :func:`final_model`). ``base`` holds the baseline's params and GFLOPs."""
+    from common import data, measure, registry, speed
+
+    w = bl.config.workload
+    key = ("hw3", w, data.dataset_label(bl.config.dataset))
+    dense = {"params": base["params"], "gflops": base["gflops"], "threads": threads}
+    rows = []
+    for (ww, scope, s, ft), r in sweep.items():
+        if ww != w:
+            continue
+        name, method = f"unstructured {scope} {s:.2f}{' ft' if ft else ''}", f"L1 magnitude, {scope}" + (" + fine-tune" if ft else "")
+        if scope == "global" and ft:
+            z = sizes[w, s]
+            rows.append(registry.row(*key, name, method, r, dense, sparse[f"{s:.2f}"].columns(), sparsity=r["sparsity"],
+                                     size_mb=z["dense"], gzip_mb=z["gzip"], speedup_vs=reference,
+                                     notes=[f"{speed.DENSE_NOTE} (the ratio is a check that it is ~1); bitmask + values "
+                                            f"{z['sparse']:.4f} MB; dense file unchanged", *z["m"].notes]))
+        else:
+            rows.append(registry.row(*key, name, method, r, dense, sparsity=r["sparsity"]))
+    r = nonuniform[w, "non-uniform"]
+    rows.append(registry.row(*key, "unstructured non-uniform ft", "L1 magnitude, per-layer ratios from sensitivity + fine-tune",
+                             r, dense, sparsity=r["sparsity"],
+                             notes=f"seed {seed}; global pruning at the same sparsity + the same fine-tune: {metric} "
+                                   f"{nonuniform[w, 'global'][metric]:.4f}; over seeds {seeds}: {nonuniform[w, 'verdict']}"))
+    for (ww, crit, ratio), z in struct.items():
+        if ww == w:
+            rows.append(registry.row(*key, f"structured {crit} {ratio:.2f} ft", f"torch-pruning {crit.upper()} channels + fine-tune",
+                                     z["after"], z["figures"], z["m"].row(), structured[f"{crit} {ratio:.2f}"].columns(),
+                                     threads=threads, notes=f"{struct_epochs} fine-tune epochs; as cut {metric} "
+                                     f"{z['before'][metric]:.4f}, BatchNorm re-estimated {z['bn'][metric]:.4f}"))
+    for fmt, z in final["runs"].items():
+        rows.append(registry.row(*key, f"structured l1 0.50 final {fmt}", f"torch-pruning L1 50 % + {final_epochs} epochs, {fmt}",
+                                 z["quality"], measure.model_figures(final["variant"].model, bl.input_shape), z["m"].row(),
+                                 final["speed"][fmt].columns(), threads=threads, notes=f"parity max|diff| {z['diff']:.1e}"))
+    return rows

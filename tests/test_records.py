@@ -103,3 +103,41 @@ def test_export_rows_carry_quality_size_speed_and_say_what_was_skipped(monkeypat
     assert onnx["notes"].startswith("export 1.5 s; load 0.10 s; parity max|diff| 1.0e-06; batch 32: 10.0 ms, 3200 images/s")
     assert onnx["notes"].endswith("; ram: 300 MB") and "accuracy" not in tflite
     assert tflite["notes"] == "skipped: no tflite runtime" and tflite["params"] == 10
+
+
+def test_criteria_over_seeds_reuse_the_recorded_seed_and_fine_tune_the_others(monkeypatch):
+    from common import pruning, pruning_runs, workloads
+
+    tuned = []
+    monkeypatch.setattr(pruning, "prune_channels", lambda model, example, ratio, crit: SimpleNamespace(crit=crit))
+    monkeypatch.setattr(pruning_runs, "finetune", lambda bl, m, *, epochs, seed, lr: tuned.append((m.crit, seed, lr)))
+    monkeypatch.setattr(workloads, "evaluate", lambda bl, m: {"accuracy": 0.5 if m.crit == "l1" else 0.4})
+    bl = SimpleNamespace(model=None, input_shape=(1, 3, 8, 8), config=SimpleNamespace(workload="resnet18", lr=0.05))
+    got = pruning_runs.criteria_over_seeds(bl, ["l1", "l2"], 0.5, [0, 1, 2], {"l1": 0.9, "l2": 0.8}, seed=0,
+                                           metric="accuracy", epochs=1)
+    assert got == {"l1": [0.9, 0.5, 0.5], "l2": [0.8, 0.4, 0.4]}
+    assert tuned == [("l1", 1, 0.05), ("l1", 2, 0.05), ("l2", 1, 0.05), ("l2", 2, 0.05)]
+
+
+def test_pruning_rows_cover_every_model_of_the_workload(monkeypatch):
+    from common import measure, pruning_runs
+
+    monkeypatch.setattr(measure, "model_figures", lambda model, shape: {"params": 5, "gflops": 0.05, "sparsity": 0.0})
+    timed = SimpleNamespace(columns=lambda: {"speedup": 1.0, "speedup_lo": 0.9, "speedup_hi": 1.1, "speedup_vs": "hw1 baseline"})
+    m = SimpleNamespace(row=lambda: {"size_mb": 1.0, "threads": 2, "notes": "measured"}, notes=["gzip: x"])
+    q = {"accuracy": 0.8, "sparsity": 0.5}
+    bl = SimpleNamespace(config=SimpleNamespace(workload="resnet18", dataset="digits"), input_shape=(1, 3, 8, 8))
+    sweep = {("resnet18", "global", 0.5, True): q, ("resnet18", "local", 0.5, False): q, ("yolov8n", "local", 0.5, False): q}
+    rows = pruning_runs.registry_rows(
+        bl, {"params": 10, "gflops": 0.1}, sweep, {("resnet18", 0.5): {"dense": 1.0, "gzip": 0.5, "sparse": 0.6, "m": m}},
+        {"0.50": timed}, {("resnet18", "non-uniform"): q, ("resnet18", "global"): q, ("resnet18", "verdict"): "no winner"},
+        {("resnet18", "l1", 0.5): {"after": q, "before": q, "bn": q, "figures": {"params": 5}, "m": m}}, {"l1 0.50": timed},
+        {"runs": {"onnx": {"quality": q, "m": m, "diff": 1e-6}}, "variant": SimpleNamespace(model=None), "speed": {"onnx": timed}},
+        struct_epochs=1, final_epochs=3, seed=0, seeds=[0, 1, 2], metric="accuracy", reference="hw1 baseline", threads=2)
+    names = [r["name"] for r in rows]
+    assert names == ["unstructured global 0.50 ft", "unstructured local 0.50", "unstructured non-uniform ft",
+                     "structured l1 0.50 ft", "structured l1 0.50 final onnx"]          # the detector's rows are not this workload's
+    assert rows[0]["size_mb"] == 1.0 and rows[0]["speedup_vs"] == "hw1 baseline" and rows[0]["notes"].endswith("; gzip: x")
+    assert rows[1]["params"] == 10 and "size_mb" not in rows[1]
+    assert rows[3]["params"] == 5 and rows[3]["notes"].startswith("1 fine-tune epochs; as cut accuracy 0.8000")
+    assert rows[4]["notes"] == "parity max|diff| 1.0e-06; measured" and rows[4]["params"] == 5
