@@ -126,6 +126,22 @@ def _export_classifier(bl, fmt: str, out_dir: Path) -> Path:
     return path
 
 
+def max_diff(workload: str, fmt: str, model, x, reference, img_size: int, *,
+             threads: int = 2) -> float:
+    """The largest difference between ``model``'s outputs on ``x`` and ``reference``, PyTorch's raw
+    outputs on the same images, both brought to one scale by :func:`comparable`. ``model`` is a
+    saved file, a module or an open :class:`common.backends.Backend`; it runs one image at a time
+    (ultralytics' exports have batch 1 baked in)."""
+    import numpy as np
+
+    from common import backends
+
+    runner = model if isinstance(model, backends.Backend) else backends.load(model, threads=threads)
+    out = np.concatenate([runner(np.asarray(x[i:i + 1])) for i in range(len(x))])
+    return float(np.abs(comparable(workload, fmt, out, img_size)
+                        - comparable(workload, "pytorch", reference, img_size)).max())
+
+
 def comparable(workload: str, fmt: str, output, img_size: int):
     """Raw outputs on one scale for parity checks: classifier logits as they are; detector
     outputs with box rows divided by the image size (ultralytics' TFLite export emits boxes

@@ -28,7 +28,6 @@ def parity(baselines: Mapping, exports: Mapping, formats: list[str], images: int
         reference[w] = np.concatenate([torch_backend(x[i:i + 1]) for i in range(len(x))])
         if w == "resnet18":
             reference[w, "top1"] = workloads.predict_classes(bl.model, bl.data.x_test)
-        ref = export.comparable(w, "pytorch", reference[w], bl.config.img_size)
         for f in formats:
             e = exports[w, f]
             if e.skipped:
@@ -36,12 +35,11 @@ def parity(baselines: Mapping, exports: Mapping, formats: list[str], images: int
             t0 = time.perf_counter()
             b = backends.load(e.path, threads=threads)
             load_s = time.perf_counter() - t0
-            out = np.concatenate([b(x[i:i + 1]) for i in range(len(x))])
             quality = workloads.evaluate(bl, None if f == "pytorch" else e.path)
             same = (bool((workloads.predict_classes(b, bl.data.x_test) == reference[w, "top1"]).all())
                     if w == "resnet18" else None)
             checks[w, f] = {"load_s": load_s, "same_top1": same, **quality,
-                            "parity": float(np.abs(export.comparable(w, f, out, bl.config.img_size) - ref).max())}
+                            "parity": export.max_diff(w, f, b, x, reference[w], bl.config.img_size, threads=threads)}
     return checks, reference
 
 

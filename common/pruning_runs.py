@@ -51,6 +51,122 @@ def sensitivity_scan(bl, groups: dict[str, list[str]], sparsity: float, metric: 
     return ref, drops
 
 
+def unstructured_sweep(bl, sparsities: list[float], *, seed: int, desc: str = "", **finetune_kwargs
+                       ) -> tuple[dict, dict]:
+    """Global and local L1 magnitude pruning of ``bl``'s model at every sparsity, scored as they
+    are, and the global one again after :func:`finetune` (``finetune_kwargs``) with its masks
+    attached, so pruned weights stay zero. Returns ({(scope, sparsity, fine_tuned): metrics and
+    the measured "sparsity"}, {sparsity: the fine-tuned global model, masks attached})."""
+    from tqdm import tqdm
+
+    from common import size, workloads
+
+    scores, masked = {}, {}
+    for s in tqdm(sparsities, desc=desc or f"{bl.config.workload} sweep"):
+        for scope in ("local", "global"):
+            pruned = pruning.prune_unstructured(bl.model, s, scope)
+            fin = pruning.finalized(pruned)
+            scores[scope, s, False] = {**workloads.evaluate(bl, fin), "sparsity": size.sparsity(fin)}
+        finetune(bl, pruned, seed=seed, **finetune_kwargs)   # the global one; BatchNorm re-estimated first
+        fin = pruning.finalized(pruned)
+        masked[s] = pruned
+        scores["global", s, True] = {**workloads.evaluate(bl, fin), "sparsity": size.sparsity(fin)}
+    return scores, masked
+
+
+def sparse_files(bl, masked: dict, out, *, reference: str, threads: int, rounds: int = 8) -> tuple[dict, "object"]:
+    """Every fine-tuned sparse model of :func:`unstructured_sweep` (``masked``) and, as sparsity 0, the
+    unpruned model (the timing's control), each saved dense, gzipped and as bitmask + values
+    (:func:`common.pruning.save_sparse`; it must reload identical, with identical outputs), measured,
+    and timed against the baseline (named ``reference``) in one interleaved run. Returns
+    ({sparsity: {"dense", "gzip", "sparse" (MB), "m" (Measurement), "variant"}}, the comparison,
+    whose names are the sparsities as "0.50")."""
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from common import measure, size, speed, workloads
+
+    w, out = bl.config.workload, Path(out)
+    x = torch.as_tensor(workloads.sample_inputs(bl, 4))
+    first = (lambda y: y[0]) if w == "yolov8n" else (lambda y: y)
+    files = {}
+    for s in tqdm([0.0, *masked], desc=f"{w} sizes"):
+        fin = bl.model if s == 0 else pruning.finalized(masked[s])
+        v = workloads.variant(bl, fin, out / f"sparse-{s:.2f}")
+        sp = pruning.save_sparse(fin, out / f"sparse-{s:.2f}" / "sparse.npz")
+        back = pruning.load_sparse(bl.model, sp)
+        assert pruning.identical(fin, back)
+        with torch.no_grad():
+            assert torch.equal(torch.as_tensor(first(fin(x))), torch.as_tensor(first(back.eval()(x))))
+        m = measure.measure(v.path, bl.input_shape, threads=threads, cpu=False, ram=False, gpu=False, label=f"{w} sparse {s}")
+        files[s] = {"dense": size.size_mb(v.path), "gzip": size.gzip_mb(v.path), "sparse": size.size_mb(sp), "m": m, "variant": v}
+    timed = speed.compare(reference, {reference: bl.path, **{f"{s:.2f}": f["variant"].path for s, f in files.items()}},
+                          bl.input_shape, threads=threads, rounds=rounds, desc=f"{w} sparse timing")
+    return files, timed
+
+
+def nonuniform_vs_global(bl, plan: dict[str, float], seeds: list[int], *, seed: int, metric: str,
+                         **finetune_kwargs) -> dict:
+    """The sensitivity-guided model (per-layer ``plan`` ratios) against global pruning at the same
+    measured sparsity, each given the same :func:`finetune` with every seed in ``seeds``.
+    Returns {"non-uniform", "global": seed ``seed``'s metrics (+ "sparsity", "model"), "per_seed":
+    {tag: [``metric`` per seed]}, "verdict": :func:`common.seeds.verdict` of the two}."""
+    from common import seeds as seeds_mod
+    from common import size, workloads
+
+    overall = size.sparsity(pruning.finalized(pruning.prune_unstructured(bl.model, 0, "local", layers=plan)))
+    got = {"per_seed": {"non-uniform": [], "global": []}}
+    for s in seeds:
+        for tag in ("non-uniform", "global"):
+            model = (pruning.prune_unstructured(bl.model, 0, "local", layers=plan) if tag == "non-uniform"
+                     else pruning.prune_unstructured(bl.model, round(overall, 4), "global"))
+            finetune(bl, model, seed=s, **finetune_kwargs)
+            fin = pruning.finalized(model)
+            res = {**workloads.evaluate(bl, fin), "sparsity": size.sparsity(fin), "model": fin}
+            got["per_seed"][tag].append(res[metric])
+            if s == seed:
+                got[tag] = res
+    got["verdict"] = seeds_mod.verdict("non-uniform", got["per_seed"]["non-uniform"], "global", got["per_seed"]["global"])
+    return got
+
+
+def structured_grid(bl, pruned: dict, out, *, seed: int, epochs: float, reference: str, threads: int,
+                    bn_images: int = 256) -> tuple[dict, "object"]:
+    """Every channel-pruned model of ``pruned`` ({(criterion, ratio): model as cut}) scored three
+    times: as cut, with BatchNorm re-estimated on ``bn_images`` training images (no weight change)
+    and after ``epochs`` of :func:`finetune` (from the same statistics); each saved, measured and
+    timed against the baseline (named ``reference``) in one interleaved run. Returns
+    ({(criterion, ratio): {"before", "bn", "after", "figures", "m", "variant"}}, the comparison,
+    whose names are "l1 0.50")."""
+    import copy
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from common import measure, speed, train, workloads
+
+    w, out = bl.config.workload, Path(out)
+    x_bn = torch.as_tensor(workloads.sample_inputs(bl, bn_images, "train", seed=seed))
+    lr = bl.config.lr if w == "resnet18" else None
+    grid = {}
+    for (crit, r), m0 in tqdm(pruned.items(), desc=f"{w} structured"):
+        m = copy.deepcopy(m0)
+        figures = measure.model_figures(m, bl.input_shape)
+        before = workloads.evaluate(bl, m)
+        bn = workloads.evaluate(bl, train.recalibrate_bn(copy.deepcopy(m), x_bn))   # BN statistics only
+        finetune(bl, m, x_bn=x_bn, epochs=epochs, seed=seed, lr=lr)
+        after = workloads.evaluate(bl, m)
+        v = workloads.variant(bl, m, out / f"{crit}-{r:.2f}")
+        lat = measure.measure(v.path, bl.input_shape, threads=threads, cpu=False, ram=False, gpu=False, label=f"{w} {crit} {r}")
+        grid[crit, r] = {"before": before, "bn": bn, "after": after, "figures": figures, "m": lat, "variant": v}
+    timed = speed.compare(reference, {reference: bl.path, **{f"{c} {r:.2f}": z["variant"].path for (c, r), z in grid.items()}},
+                          bl.input_shape, threads=threads, desc=f"{w} structured timing")
+    return grid, timed
+
+
 def criteria_over_seeds(bl, criteria: list[str], ratio: float, seeds: list[int], first: dict[str, float], *,
                         seed: int, metric: str, epochs: float, desc: str = "") -> dict[str, list[float]]:
     """Each criterion's ``metric`` after pruning ``ratio`` of the channels and ``epochs`` of
@@ -86,10 +202,9 @@ def final_model(bl, out, *, ratio: float, criterion: str, epochs: float, seed: i
     Returns {"variant", "params", "history", "runs": {fmt: {"quality", "m", "diff", "path"}}, "speed"}."""
     from pathlib import Path
 
-    import numpy as np
     import torch
 
-    from common import backends, export, measure, size, speed, workloads
+    from common import export, measure, size, speed, workloads
 
     out, w = Path(out), bl.config.workload
     m = pruning.prune_channels(bl.model, torch.zeros(bl.input_shape), ratio, criterion)
@@ -106,10 +221,7 @@ def final_model(bl, out, *, ratio: float, criterion: str, epochs: float, seed: i
     for fmt in ("onnx", "openvino"):
         e = export.export(v, fmt, out / "final-export")
         assert not e.skipped, e.skipped
-        runner = backends.load(e.path, threads=threads)   # ultralytics exports have batch 1 baked in
-        y = np.concatenate([runner(x[i:i + 1].numpy()) for i in range(len(x))])
-        diff = float(np.abs(export.comparable(w, fmt, y, bl.config.img_size)
-                            - export.comparable(w, "pytorch", ref.numpy(), bl.config.img_size)).max())
+        diff = export.max_diff(w, fmt, e.path, x.numpy(), ref.numpy(), bl.config.img_size, threads=threads)
         assert diff <= 1e-3, f"{w} {fmt} differs from PyTorch by {diff:.2e}"
         files[fmt] = (e.path, workloads.evaluate(v, e.path), diff)
     runs = {}
@@ -127,40 +239,37 @@ def final_model(bl, out, *, ratio: float, criterion: str, epochs: float, seed: i
 def registry_rows(bl, base: dict, sweep: dict, sizes: dict, sparse, nonuniform: dict, struct: dict, structured,
                   final: dict, *, struct_epochs: float, final_epochs: float, seed: int, seeds: list[int],
                   metric: str, reference: str, threads: int) -> list[dict]:
-    """hw3's registry rows of one workload (``bl``'s), from the notebook's results: the unstructured
-    sweep (``sweep[w, scope, sparsity, fine_tuned]``; the fine-tuned global ones with their files'
-    ``sizes`` and ``sparse`` speed check), the sensitivity-guided model (``nonuniform``), the
-    structured grid (``struct`` and its timing ``structured``) and the chosen final model in each
-    format (``final``, from :func:`final_model`). ``base`` holds the baseline's params and GFLOPs."""
+    """hw3's registry rows of one workload (``bl``'s), from that workload's results: the unstructured
+    sweep (``sweep``, from :func:`unstructured_sweep`; the fine-tuned global models with their files'
+    ``sizes`` and ``sparse`` timing, from :func:`sparse_files`), the sensitivity-guided model
+    (``nonuniform``, from :func:`nonuniform_vs_global`), the structured grid (``struct`` and its
+    timing ``structured``, from :func:`structured_grid`) and the chosen final model in each format
+    (``final``, from :func:`final_model`). ``base`` holds the baseline's params and GFLOPs."""
     from common import data, measure, registry, speed
 
-    w = bl.config.workload
-    key = ("hw3", w, data.dataset_label(bl.config.dataset))
+    key = ("hw3", bl.config.workload, data.dataset_label(bl.config.dataset))
     dense = {"params": base["params"], "gflops": base["gflops"], "threads": threads}
     rows = []
-    for (ww, scope, s, ft), r in sweep.items():
-        if ww != w:
-            continue
+    for (scope, s, ft), r in sweep.items():
         name, method = f"unstructured {scope} {s:.2f}{' ft' if ft else ''}", f"L1 magnitude, {scope}" + (" + fine-tune" if ft else "")
         if scope == "global" and ft:
-            z = sizes[w, s]
+            z = sizes[s]
             rows.append(registry.row(*key, name, method, r, dense, sparse[f"{s:.2f}"].columns(), sparsity=r["sparsity"],
                                      size_mb=z["dense"], gzip_mb=z["gzip"], speedup_vs=reference,
                                      notes=[f"{speed.DENSE_NOTE} (the ratio is a check that it is ~1); bitmask + values "
                                             f"{z['sparse']:.4f} MB; dense file unchanged", *z["m"].notes]))
         else:
             rows.append(registry.row(*key, name, method, r, dense, sparsity=r["sparsity"]))
-    r = nonuniform[w, "non-uniform"]
+    r = nonuniform["non-uniform"]
     rows.append(registry.row(*key, "unstructured non-uniform ft", "L1 magnitude, per-layer ratios from sensitivity + fine-tune",
                              r, dense, sparsity=r["sparsity"],
                              notes=f"seed {seed}; global pruning at the same sparsity + the same fine-tune: {metric} "
-                                   f"{nonuniform[w, 'global'][metric]:.4f}; over seeds {seeds}: {nonuniform[w, 'verdict']}"))
-    for (ww, crit, ratio), z in struct.items():
-        if ww == w:
-            rows.append(registry.row(*key, f"structured {crit} {ratio:.2f} ft", f"torch-pruning {crit.upper()} channels + fine-tune",
-                                     z["after"], z["figures"], z["m"].row(), structured[f"{crit} {ratio:.2f}"].columns(),
-                                     threads=threads, notes=f"{struct_epochs} fine-tune epochs; as cut {metric} "
-                                     f"{z['before'][metric]:.4f}, BatchNorm re-estimated {z['bn'][metric]:.4f}"))
+                                   f"{nonuniform['global'][metric]:.4f}; over seeds {seeds}: {nonuniform['verdict']}"))
+    for (crit, ratio), z in struct.items():
+        rows.append(registry.row(*key, f"structured {crit} {ratio:.2f} ft", f"torch-pruning {crit.upper()} channels + fine-tune",
+                                 z["after"], z["figures"], z["m"].row(), structured[f"{crit} {ratio:.2f}"].columns(),
+                                 threads=threads, notes=f"{struct_epochs} fine-tune epochs; as cut {metric} "
+                                 f"{z['before'][metric]:.4f}, BatchNorm re-estimated {z['bn'][metric]:.4f}"))
     for fmt, z in final["runs"].items():
         rows.append(registry.row(*key, f"structured l1 0.50 final {fmt}", f"torch-pruning L1 50 % + {final_epochs} epochs, {fmt}",
                                  z["quality"], measure.model_figures(final["variant"].model, bl.input_shape), z["m"].row(),

@@ -136,7 +136,7 @@ def baseline(workload: str, dataset: str | None = None, *, retrain: bool = False
     It runs on :func:`common.env.compute_device` (a notebook's ``DEVICE``)."""
     import torch
 
-    from common import train   # imported here: train imports this module
+    from common import train   # imported here: train pulls in ultralytics and the trainers, which a plain import of workloads should not
 
     data_mod.check_workload(workload)
     dataset = data_mod.resolve(workload, dataset or data_mod.OFFLINE_DEFAULT[workload])

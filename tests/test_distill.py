@@ -137,3 +137,22 @@ def test_students_trained_alike_are_identical_and_the_loss_is_what_differs():
                                       loss_fn=distill.CachedTeacher(runs[0]["model"]).loss_fn(2.0, 0.5))
     assert not torch.equal(kd["model"].fc.weight, runs[0]["model"].fc.weight)
     assert set(runs[0]) == {"model", "history", "val", "test"} and 0 <= runs[0]["test"]["accuracy"] <= 1
+
+
+def test_sweep_chooses_on_validation_and_seed_pairs_reuse_what_was_trained():
+    from common import data, distill_runs
+
+    ds = data.subset(data.load_classification("digits", 32, 0), 128, "train", 0)
+    recipe = {"width": 16, "epochs": 1, "lr": 0.05, "batch": 64}
+    teacher = distill.train_student_resnet(ds, seed=9, **recipe)["model"]
+    runs, best, (t, a) = distill_runs.classifier_sweep(teacher, ds, [(2.0, 0.5), (4.0, 0.9)], seed=0, **recipe)
+    assert list(runs) == ["scratch", "kd T=2 a=0.5", "kd T=4 a=0.9"]
+    assert runs[best]["val"] == max(r["val"] for k, r in runs.items() if k != "scratch")
+    assert best == f"kd T={t:g} a={a:g}"
+    pairs = distill_runs.kd_vs_scratch(teacher, ds, t, a, [0, 1], reuse={0: (runs["scratch"], runs[best])}, **recipe)
+    assert pairs["scratch"][0] is runs["scratch"] and pairs["kd"][0] is runs[best]
+    # seed 1 is trained here, alike: its KD student differs from its scratch one only by the loss
+    assert not torch.equal(pairs["kd"][1]["model"].fc.weight, pairs["scratch"][1]["model"].fc.weight)
+    assert distill_runs.student_accuracies(pairs, "kd") == [runs[best]["test"]["accuracy"], pairs["kd"][1]["test"]["accuracy"]]
+    with pytest.raises(ValueError, match="choose one of"):
+        distill_runs.student_accuracies(pairs, "teacher")
