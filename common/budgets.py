@@ -88,9 +88,9 @@ BUDGETS: tuple[Budget, ...] = (
            "4-bit quantization-aware training of the detector: a few short rounds recover most of what rounding "
            "lost, not always all of it", known_miss=True),
     # hw3: pruning
-    Budget("hw3", "resnet18", r"unstructured global 0\.(05|10|20|30|50|70) ft", CLASSIFIER_PT,
+    Budget("hw3", "resnet18", r"unstructured global 0\.(05|10|15|20|25|30|40|50|60|70) ft", CLASSIFIER_PT,
            "global magnitude pruning + fine-tune"),
-    Budget("hw3", "yolov8n", r"unstructured global 0\.(05|10|20|30|50) ft", DETECTOR_MAP,
+    Budget("hw3", "yolov8n", r"unstructured global 0\.(05|10|15|20|25|30|40|50) ft", DETECTOR_MAP,
            "global magnitude pruning + a half-epoch fine-tune: on a converged detector that short fine-tune itself "
            "can cost more than the budget (compare the same sparsity before it)", known_miss=True),
     Budget("hw3", "*", r"unstructured (local|global) 0\.\d+( ft)?", None,

@@ -293,16 +293,20 @@ def ultralytics_gap(artifact: str | Path, data: str | Path, img_size: int, harne
 
 
 def largest_step(steps: "pandas.DataFrame") -> str:
-    """One sentence: the tool's figure against ours and the step that moves it most, with that
-    step's verdict when it was measured in the same run as the step above."""
+    """One sentence: the tool's figure against ours and the step that moves it most (the ratio of
+    the two medians), with that step's verdict (the median of the per-round paired ratios, which
+    can differ from the ratio of medians) when it was measured in the same run as the step above;
+    a step that is no measurable difference, or has no verdict, does not explain the gap."""
     ms = steps["median ms"].tolist()
     factors = [b / a for a, b in zip(ms, ms[1:])]
     i = max(range(len(factors)), key=lambda k: abs(math.log(factors[k]))) + 1
     cell = str(steps[COLUMN].iloc[i]) if COLUMN in steps else ""
     how = ("timed at another moment or in another process: no verdict" if not cell or "no verdict" in cell
-           else f"in the same run: {cell}")
+           else f"in the same run, the median of paired ratios: {cell}")
+    unexplained = ("; no single step explains the gap measurably" if "no measurable difference" in cell or "no verdict" in how
+                   else "")
     return (f"theirs {ms[-1]:.2f} ms against ours {ms[0]:.2f} ms (time ×{ms[-1] / ms[0]:.2f}); the largest single step: "
-            f"\"{steps['step'].iloc[i]}\" (time ×{factors[i - 1]:.2f}; {how})")
+            f"\"{steps['step'].iloc[i]}\" (ratio of medians ×{factors[i - 1]:.2f}; {how}){unexplained}")
 
 
 def _main(argv: list[str]) -> None:

@@ -20,6 +20,67 @@ from typing import Any
 
 from common import cluster, quantize, train, workloads
 
+class Variants(dict):
+    """hw2's quantized variants: {(workload, name): {"path", "quality", "method", "kind"}}, in the
+    order they were made. :meth:`record` evaluates a file once and keeps it; :meth:`quality` reads
+    the workload's primary metric (:data:`common.registry.PRIMARY`) back."""
+
+    def __init__(self, baselines: Mapping) -> None:
+        super().__init__()
+        self.baselines = baselines
+
+    def record(self, workload: str, name: str, path, method: str, quality: Mapping | None = None,
+               kind: str = "int8") -> Mapping:
+        """Evaluate ``path`` on ``workload``'s test split (unless ``quality`` is given), keep it
+        as variant ``name`` and return its metrics."""
+        from common.registry import PRIMARY
+
+        if workload not in self.baselines:
+            raise ValueError(f"unknown workload {workload!r}; choose one of {sorted(self.baselines)}")
+        if kind not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"unknown kind {kind!r}; choose one of fp32, fp16, int8")
+        if quality is None:
+            quality = workloads.evaluate(self.baselines[workload], path)
+        assert PRIMARY[workload] in quality, f"{name}: no {PRIMARY[workload]} in {sorted(quality)}"
+        self[workload, name] = {"path": path, "quality": quality, "method": method, "kind": kind}
+        return quality
+
+    def quality(self, workload: str, name: str) -> float:
+        """Variant ``name``'s primary metric (accuracy, mAP50-95)."""
+        from common.registry import PRIMARY
+
+        return self[workload, name]["quality"][PRIMARY[workload]]
+
+
+def measured_rows(runs: Variants, *, threads: int, warmup: int, repeats: int,
+                  ram: Sequence[str] = ("fp32 pytorch", "int8 openvino")) -> tuple[list[dict], dict]:
+    """Every variant of ``runs`` measured (file size, batch-1 latency; peak RAM in a fresh process
+    for the names in ``ram``) and made a registry row (:func:`common.registry.row`). A skipped
+    variant (``"skipped"``) keeps its reason as its note; fp16 on CUDA (no file) its GPU latency;
+    the calibration sweep's files ("calib" in the name) are measured but say they are not timed
+    against the others. Returns (rows, {(workload, name): Measurement of each measured file})."""
+    from tqdm import tqdm
+
+    from common import data, measure, registry, size
+
+    rows, measured = [], {}
+    for (w, name), r in tqdm(list(runs.items()), desc="measuring"):
+        bl = runs.baselines[w]
+        key = ("hw2", w, data.dataset_label(bl.config.dataset), name, r["method"])
+        base = {"params": size.count_params(bl.model), "threads": threads}
+        if r.get("skipped"):
+            rows.append(registry.row(*key, r["quality"], base, notes=r["skipped"]))
+        elif r["path"] is None:                            # fp16 on CUDA: GPU latency only
+            rows.append(registry.row(*key, r["quality"], base, latency_gpu_ms=r["gpu"].median_ms,
+                                     notes="gpu: model.half(), median of batch-1 runs"))
+        else:
+            m = measured[w, name] = measure.measure(r["path"], bl.input_shape, threads=threads, warmup=warmup,
+                                                    repeats=repeats, cpu=False, ram=name in ram, label=f"{w} {name}")
+            rows.append(registry.row(*key, r["quality"], base, m.row(), notes=[
+                "not timed: the same int8 graph as int8 onnx, only the calibration differs" if "calib" in name else ""]))
+    return rows, measured
+
+
 #: the names of the two controls, as tables and verdicts print them
 PTQ_BN = "rounding + BN re-estimated"
 FLOAT_FT = "float fine-tune, then rounding"

@@ -71,9 +71,9 @@ def plot_confusion(cm, classes, ax=None, title: str = "confusion matrix"):
 
     cm = np.asarray(cm)
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4.5))
+        _, ax = plt.subplots(figsize=(5.5, 5))
     im = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -184,6 +184,17 @@ def log_x(ax) -> None:
     ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def log_y(ax) -> None:
+    """A log y axis with plain-number ticks at 1, 1.5, 2, 3 and 5 per decade, so that data inside one
+    decade (speed-ups of 1.2x-3x, say) still falls between labelled ticks."""
+    from matplotlib import ticker
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_pareto(df, workload: str, dataset: str, x: str = "speedup", ax=None):

@@ -155,15 +155,19 @@ def paired_verdict(name_a: str, a: Iterable[float], name_b: str, b: Iterable[flo
     return Verdict(name_a, name_b, sa, sb, paired=True)
 
 
-def plot(ax, groups: dict[str, Sequence[float]], ylabel: str, title: str = "", reference: float | None = None):
-    """Each method's seeds as dots with the mean as a bar and the range as a line."""
+def plot(ax, groups: dict[str, Sequence[float]], ylabel: str, title: str = "", reference: float | None = None,
+         reference_label: str = "baseline"):
+    """Each method's seeds as dots, the mean as a short horizontal line and the range as a vertical
+    one: a dot plot, not bars, because the y axis is zoomed to the data and a bar's height would then
+    mislead. ``reference`` (e.g. the baseline's quality) is a dashed line in the legend."""
     for i, (name, vals) in enumerate(groups.items()):
         s = summarize(vals)
-        ax.bar(i, s.mean, width=0.6, color=f"C{i}", alpha=0.35)
-        ax.plot([i, i], [s.lo, s.hi], color=f"C{i}", lw=2)
-        ax.scatter([i] * len(vals), vals, color=f"C{i}", zorder=3, s=18)
+        ax.hlines(s.mean, i - 0.25, i + 0.25, color=f"C{i}", lw=2.5, label="mean of the seeds" if i == 0 else None)
+        ax.plot([i, i], [s.lo, s.hi], color=f"C{i}", lw=1.5)
+        ax.scatter([i] * len(vals), vals, color=f"C{i}", zorder=3, s=18, label="one seed" if i == 0 else None)
     if reference is not None:
-        ax.axhline(reference, color="k", ls="--", lw=1, label="reference")
+        ax.axhline(reference, color="k", ls="--", lw=1, label=reference_label)
+    ax.legend(fontsize=7)
     lo = min(min(v) for v in groups.values())
     hi = max(max(v) for v in groups.values())
     pad = max(0.01, 0.25 * (hi - lo))

@@ -92,10 +92,13 @@ def test_largest_step_names_the_step_that_moves_most():
                                               "time x1.50 (95 % CI 1.40-1.60): slower, noise ±10 %",
                                               "time x0.96 (another moment: no interval, no verdict)"]})
     assert crosscheck.largest_step(steps) == ('theirs 7.50 ms against ours 5.00 ms (time ×1.50); the largest '
-                                              'single step: "b" (time ×1.50; in the same run: time x1.50 '
-                                              '(95 % CI 1.40-1.60): slower, noise ±10 %)')
+                                              'single step: "b" (ratio of medians ×1.50; in the same run, the median '
+                                              'of paired ratios: time x1.50 (95 % CI 1.40-1.60): slower, noise ±10 %)')
+    steps.loc[2, crosscheck.COLUMN] = "time x1.44 (95 % CI 1.17-1.56): no measurable difference, noise ±27 %"
+    assert crosscheck.largest_step(steps).endswith("; no single step explains the gap measurably")   # noise explains nothing
     steps.loc[1, "median ms"] = 10.0
     assert "no verdict" in crosscheck.largest_step(steps) and '"a"' in crosscheck.largest_step(steps)
+    assert crosscheck.largest_step(steps).endswith("; no single step explains the gap measurably")
 
 
 def test_an_unknown_study_is_refused_before_any_work():

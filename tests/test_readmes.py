@@ -76,3 +76,12 @@ def test_the_figure_check_catches_a_figure_from_another_run(tmp_path):
 
 def test_the_top_level_readme_stays_short():
     assert len((REPO_ROOT / "README.md").read_text().splitlines()) <= 150
+
+
+def test_the_headlines_start_with_the_baseline_and_show_the_capstones_chain_not_an_ablation():
+    df = report.load(REPO_ROOT / "results" / "experiments.csv")
+    lines = summary.headlines(df)
+    assert lines[2].startswith("| hw1 | baseline | accuracy 0.")              # what every Δ below is measured against
+    capstone = next(line for line in lines if line.startswith("| capstone |"))
+    cells = [c.strip() for c in capstone.strip("|").split("|")][2:]
+    assert all(c.startswith("pruned-int8-openvino:") for c in cells if c), capstone   # int8 alone is an ablation

@@ -127,17 +127,63 @@ def test_pruning_rows_cover_every_model_of_the_workload(monkeypatch):
     m = SimpleNamespace(row=lambda: {"size_mb": 1.0, "threads": 2, "notes": "measured"}, notes=["gzip: x"])
     q = {"accuracy": 0.8, "sparsity": 0.5}
     bl = SimpleNamespace(config=SimpleNamespace(workload="resnet18", dataset="digits"), input_shape=(1, 3, 8, 8))
-    sweep = {("resnet18", "global", 0.5, True): q, ("resnet18", "local", 0.5, False): q, ("yolov8n", "local", 0.5, False): q}
+    sweep = {("global", 0.5, True): q, ("local", 0.5, False): q}
     rows = pruning_runs.registry_rows(
-        bl, {"params": 10, "gflops": 0.1}, sweep, {("resnet18", 0.5): {"dense": 1.0, "gzip": 0.5, "sparse": 0.6, "m": m}},
-        {"0.50": timed}, {("resnet18", "non-uniform"): q, ("resnet18", "global"): q, ("resnet18", "verdict"): "no winner"},
-        {("resnet18", "l1", 0.5): {"after": q, "before": q, "bn": q, "figures": {"params": 5}, "m": m}}, {"l1 0.50": timed},
+        bl, {"params": 10, "gflops": 0.1}, sweep, {0.5: {"dense": 1.0, "gzip": 0.5, "sparse": 0.6, "m": m}},
+        {"0.50": timed}, {"non-uniform": q, "global": q, "verdict": "no winner"},
+        {("l1", 0.5): {"after": q, "before": q, "bn": q, "figures": {"params": 5}, "m": m}}, {"l1 0.50": timed},
         {"runs": {"onnx": {"quality": q, "m": m, "diff": 1e-6}}, "variant": SimpleNamespace(model=None), "speed": {"onnx": timed}},
         struct_epochs=1, final_epochs=3, seed=0, seeds=[0, 1, 2], metric="accuracy", reference="hw1 baseline", threads=2)
     names = [r["name"] for r in rows]
     assert names == ["unstructured global 0.50 ft", "unstructured local 0.50", "unstructured non-uniform ft",
-                     "structured l1 0.50 ft", "structured l1 0.50 final onnx"]          # the detector's rows are not this workload's
+                     "structured l1 0.50 ft", "structured l1 0.50 final onnx"]
     assert rows[0]["size_mb"] == 1.0 and rows[0]["speedup_vs"] == "hw1 baseline" and rows[0]["notes"].endswith("; gzip: x")
     assert rows[1]["params"] == 10 and "size_mb" not in rows[1]
     assert rows[3]["params"] == 5 and rows[3]["notes"].startswith("1 fine-tune epochs; as cut accuracy 0.8000")
     assert rows[4]["notes"] == "parity max|diff| 1.0e-06; measured" and rows[4]["params"] == 5
+
+
+
+def test_quantized_variants_are_evaluated_once_and_read_back_by_the_primary_metric(monkeypatch):
+    from common import quantize_runs, workloads
+
+    calls = []
+    monkeypatch.setattr(workloads, "evaluate", lambda bl, path: calls.append(path) or {"accuracy": 0.5, "loss": 1.0})
+    runs = quantize_runs.Variants({"resnet18": object()})
+    assert runs.record("resnet18", "int8 onnx", "m.onnx", "static int8") == {"accuracy": 0.5, "loss": 1.0}
+    runs.record("resnet18", "fp32 pytorch", "m.pt", "baseline", {"accuracy": 0.75}, kind="fp32")
+    assert calls == ["m.onnx"]                                   # a given quality is not evaluated again
+    assert runs.quality("resnet18", "fp32 pytorch") == 0.75 and runs.quality("resnet18", "int8 onnx") == 0.5
+    assert list(runs) == [("resnet18", "int8 onnx"), ("resnet18", "fp32 pytorch")]   # the order they were made
+    assert runs["resnet18", "int8 onnx"] == {"path": "m.onnx", "quality": {"accuracy": 0.5, "loss": 1.0},
+                                             "method": "static int8", "kind": "int8"}
+    with pytest.raises(ValueError, match="choose one of \\['resnet18'\\]"):
+        runs.record("yolov8s", "x", "m.onnx", "?")
+    with pytest.raises(ValueError, match="choose one of fp32, fp16, int8"):
+        runs.record("resnet18", "x", "m.onnx", "?", kind="int4")
+    assert len(calls) == 1                                       # bad input fails before any evaluation
+
+
+def test_quantized_variants_become_one_row_each_with_their_measurement(monkeypatch):
+    from common import measure, quantize_runs, size, workloads
+
+    bl = SimpleNamespace(config=SimpleNamespace(dataset="digits"), model=None, input_shape=(1, 3, 8, 8))
+    monkeypatch.setattr(size, "count_params", lambda model: 123)
+    monkeypatch.setattr(workloads, "evaluate", lambda bl, path: {"accuracy": 0.5})
+    seen = []
+
+    def fake_measure(path, shape, **kw):
+        seen.append((path, kw["ram"]))
+        return SimpleNamespace(row=lambda: {"size_mb": 2.0, "latency_cpu_ms": 1.0, "notes": "measured"})
+
+    monkeypatch.setattr(measure, "measure", fake_measure)
+    runs = quantize_runs.Variants({"resnet18": bl})
+    runs.record("resnet18", "fp32 pytorch", "a.pt", "baseline", kind="fp32")
+    runs.record("resnet18", "int8 onnx calib 8", "b.onnx", "8 images")
+    runs["resnet18", "fp16 cuda"] = {"path": None, "quality": {}, "method": "half", "kind": "fp16", "skipped": "skipped: no CUDA"}
+    rows, measured = quantize_runs.measured_rows(runs, threads=2, warmup=1, repeats=2)
+    assert [r["name"] for r in rows] == ["fp32 pytorch", "int8 onnx calib 8", "fp16 cuda"]
+    assert seen == [("a.pt", True), ("b.onnx", False)] and set(measured) == {("resnet18", "fp32 pytorch"), ("resnet18", "int8 onnx calib 8")}
+    assert rows[0]["params"] == 123 and rows[0]["size_mb"] == 2.0 and rows[0]["notes"] == "measured" and rows[0]["dataset"] == "digits"
+    assert rows[1]["notes"].startswith("not timed: the same int8 graph") and rows[1]["notes"].endswith("; measured")
+    assert rows[2]["notes"] == "skipped: no CUDA" and "size_mb" not in rows[2]   # an unmeasured variant says why, with no figure

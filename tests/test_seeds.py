@@ -171,3 +171,38 @@ def test_paired_refuses_fewer_than_two_seeds():
         paired_verdict("A", [0.9], "B", [0.8])
     with pytest.raises(SeedError, match="no values to summarize"):
         paired_verdict("A", [], "B", [])
+
+
+def test_the_seed_plot_is_a_dot_plot_with_a_legend_for_every_mark():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common import seeds
+
+    fig, ax = plt.subplots()
+    seeds.plot(ax, {"a": [0.70, 0.72, 0.71], "b": [0.80, 0.81, 0.79]}, "accuracy", reference=0.83)
+    assert not ax.patches                                  # no bars: the axis is zoomed, a bar's height would mislead
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mean of the seeds", "one seed", "baseline"]
+    lo, hi = ax.get_ylim()
+    assert lo < 0.70 and hi > 0.83                         # every seed and the baseline inside the axis
+    plt.close(fig)
+
+
+def test_a_log_y_axis_labels_plain_ticks_inside_one_decade():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common import report
+
+    fig, ax = plt.subplots()
+    ax.plot([0.3, 0.5, 0.7], [1.2, 1.5, 2.7])
+    report.log_y(ax)
+    fig.canvas.draw()
+    lo, hi = ax.get_ylim()
+    shown = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and lo <= float(t.get_text()) <= hi]
+    assert {"1.5", "2"} <= set(shown)                      # labelled ticks between the data, as plain numbers
+    plt.close(fig)
