@@ -66,7 +66,8 @@ KNOWN_MISS = "❌ over budget, a known miss"
 #: the status of a row over its budget that fails the run on the offline defaults
 OVER = "❌ OVER BUDGET"
 WITHIN = "✅ within budget"
-#: the detector student's budget: at least 60 % of its teacher's mAP50-95 (0.4 of the teacher's 0.60)
+#: the detector student's budget, an absolute drop of mAP50-95: 0.24 leaves 60 % of a teacher at 0.60 (hw1's detector
+#: scores about 0.66, so on this course's teacher the budget keeps a little over 60 %)
 DETECTOR_STUDENT = 0.24
 #: Every rule, first match wins. Budgets are the course's claims; where the course expects a row to
 #: miss its budget, the rule says why and the table shows the miss.
@@ -114,8 +115,8 @@ BUDGETS: tuple[Budget, ...] = (
     Budget("hw4", "resnet18", r"kmeans-(16|32) ft( palette)?", CLASSIFIER_PT, "k-means weight sharing + tied fine-tune"),
     Budget("hw4", "yolov8n", r"kmeans-32 ft( palette)?", DETECTOR_MAP, "k-means weight sharing + tied fine-tune"),
     Budget("hw4", "yolov8n", r"kmeans-16 ft( palette)?", DETECTOR_MAP,
-           "16 shared values per layer (4 bits) + one tied fine-tune epoch: the detector loses a little more than "
-           "its budget", known_miss=True),
+           "16 shared values per layer (4 bits) + one tied fine-tune epoch: the detector is expected to land near "
+           "its budget, on either side (one seed)", known_miss=True),
     Budget("hw4", "resnet18", r"kmeans-4 ft( palette)?", CLASSIFIER_PT,
            "4 clusters (2 bits) + one short tied fine-tune: on Fashion-MNIST 2-bit weights cost more than that "
            "fine-tune recovers", known_miss=True),
@@ -135,8 +136,8 @@ BUDGETS: tuple[Budget, ...] = (
            "labelled images, five epochs); the budget applies to every seed: the worst seed decides", notes="chosen on val", known_miss=True),
     Budget("hw6", "resnet18", r"student-kd-.*", None, "grid point of the temperature / alpha sweep"),
     Budget("hw6", "yolov8n", r"student-kd", DETECTOR_STUDENT,
-           "the target: a distilled detector student with at least 60 % of its teacher's mAP50-95; this "
-           "five-epoch student is far below it",
+           "the target: a distilled detector student that keeps about 60 % of a teacher near 0.60 mAP50-95; "
+           "the default run trains its students for a short budget (DET_EPOCHS), which is not expected to reach it",
            known_miss=True),
     # capstone
     # the ablation rows: each step of the chain on its own, timed in the same run
