@@ -305,6 +305,11 @@ def largest_step(steps: "pandas.DataFrame") -> str:
            else f"in the same run, the median of paired ratios: {cell}")
     unexplained = ("; no single step explains the gap measurably" if "no measurable difference" in cell or "no verdict" in how
                    else "")
+    verdicts = [str(v) for v in steps[COLUMN]] if COLUMN in steps else [""] * len(ms)
+    measured = [k for k in range(1, len(ms)) if k != i and re.search(r"\): (faster|slower)", verdicts[k])]
+    if unexplained and measured:   # a smaller step that was measured beats a larger one that was not
+        j = max(measured, key=lambda k: abs(math.log(factors[k - 1])))
+        unexplained = f"; the largest step measured in its run: \"{steps['step'].iloc[j]}\" ({verdicts[j]})"
     return (f"theirs {ms[-1]:.2f} ms against ours {ms[0]:.2f} ms (time ×{ms[-1] / ms[0]:.2f}); the largest single step: "
             f"\"{steps['step'].iloc[i]}\" (ratio of medians ×{factors[i - 1]:.2f}; {how}){unexplained}")
 

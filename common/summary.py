@@ -12,6 +12,7 @@ from common import env, files
 from common.registry import (HOMEWORKS, LOSSLESS_DROP, PRIMARY, QUALITY, REFERENCE_NAMES, TECHNIQUE, WORKLOADS,
                              baseline_row, load)
 from common.report import _fmt, _num, plot_pareto
+from common.speed import MIN_NOISE
 
 #: method strings longer than this are cut in the README's tables (the registry keeps them whole)
 METHOD_CHARS = 60
@@ -118,7 +119,7 @@ def best_rows(df, workload: str, dataset: str) -> "pandas.DataFrame":
     shows its technique. Among a homework's measured rows (references and controls excluded:
     :data:`TECHNIQUE_ROWS`), those that keep
     quality (a drop of at most :data:`LOSSLESS_DROP`) compete: the highest measured speed-up whose
-    interval lies above 1 wins, or where there is none the smallest file (then the sparsest); when no row keeps quality, the row
+    interval lies above the run's A/A noise band (:func:`common.speed.decision`) wins, or where there is none the smallest file (then the sparsest); when no row keeps quality, the row
     with the least loss is shown and says so. Columns: technique, homework, row, method, quality,
     Δquality, size ×, speed-up with its interval, kept quality."""
     import pandas as pd
@@ -143,7 +144,8 @@ def best_rows(df, workload: str, dataset: str) -> "pandas.DataFrame":
         drop = b - rows[key]
         kept = rows[drop <= limit + 1e-9]
         if len(kept):
-            timed = kept[kept["speedup_lo"] > 1]         # a clear speed-up: its interval above 1
+            band = 1 + kept["speedup_noise"].fillna(0).clip(lower=MIN_NOISE)   # speed.decision's rule
+            timed = kept[kept["speedup_lo"] > band]      # a clear speed-up: its interval above the run's A/A noise
             if len(timed):
                 pick = timed.loc[timed["speedup"].idxmax()]
             else:        # the smallest file (to 10 kB), then the sparsest, then the best quality

@@ -95,3 +95,13 @@ def test_a_run_without_hw1_rows_uses_the_homework_reference_or_fails():
     assert (table["baseline"].dropna() > 0).all() and "✅ within budget" in set(table["status"])
     with pytest.raises(budgets.BudgetError, match="no baseline row"):
         budgets.check("hw3", rows=alone)                          # hw3 writes no reference row
+
+
+def test_the_budget_table_can_leave_out_rows_without_a_budget_and_says_how_many():
+    table = budgets.check("hw3", rows=rows())
+    unbudgeted = int(table["budget"].map(lambda v: v is None or v != v).sum())
+    assert unbudgeted > 0                                         # the sweep points of the committed run
+    full, short = budgets.show(table).data, budgets.show(table, budgeted_only=True).data
+    assert len(short) < len(full) and f"{unbudgeted} rows without a budget" in short
+    assert "rows without a budget" not in full
+    assert short.count("<tr>") == len(table) - unbudgeted        # every budgeted row (the header row has a style)

@@ -99,6 +99,9 @@ def test_largest_step_names_the_step_that_moves_most():
     steps.loc[1, "median ms"] = 10.0
     assert "no verdict" in crosscheck.largest_step(steps) and '"a"' in crosscheck.largest_step(steps)
     assert crosscheck.largest_step(steps).endswith("; no single step explains the gap measurably")
+    steps.loc[3, crosscheck.COLUMN] = "time x0.96 (95 % CI 0.94-0.98): slower, noise ±1 %"   # a smaller step, measured
+    assert crosscheck.largest_step(steps).endswith('; the largest step measured in its run: "theirs" '
+                                                   '(time x0.96 (95 % CI 0.94-0.98): slower, noise ±1 %)')
 
 
 def test_an_unknown_study_is_refused_before_any_work():

@@ -171,9 +171,10 @@ def _summary_registry(tmp_path):
         {**ROW, "homework": "hw2", "name": "fp32 pytorch", "accuracy": 0.99, "size_mb": 40.0, **sp(1.0, 0.9, 1.1)},
         {**ROW, "homework": "hw2", "name": "int8 a", "accuracy": 0.985, "size_mb": 10.0, **sp(3.0, 2.8, 3.2)},
         {**ROW, "homework": "hw2", "name": "int8 b", "accuracy": 0.97, "size_mb": 10.0, **sp(9.0, 8.0, 10.0)},
-        # hw3: no clear speed-up (dense kernels): the sparsest of the equal files that keep quality
+        # hw3: no clear speed-up (dense kernels; an interval above 1 but inside the run's A/A noise of ±7 % is not
+        # one): the sparsest of the equal files that keep quality
         {**ROW, "homework": "hw3", "name": "global 0.30 ft", "accuracy": 0.99, "sparsity": 0.3, "size_mb": 40.0,
-         **sp(1.01, 0.95, 1.07, "hw1 baseline")},
+         **sp(1.05, 1.02, 1.09, "hw1 baseline"), "speedup_noise": 0.07},
         {**ROW, "homework": "hw3", "name": "global 0.50 ft", "accuracy": 0.985, "sparsity": 0.5, "size_mb": 40.001},
         {**ROW, "homework": "hw3", "name": "global 0.90 ft", "accuracy": 0.5, "sparsity": 0.9, "size_mb": 40.0},
         # hw6: nothing keeps quality: the least loss, marked
