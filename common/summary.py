@@ -12,7 +12,7 @@ from common import env, files
 from common.registry import (HOMEWORKS, LOSSLESS_DROP, PRIMARY, QUALITY, REFERENCE_NAMES, TECHNIQUE, WORKLOADS,
                              baseline_row, load)
 from common.report import _fmt, _num, plot_pareto
-from common.speed import MIN_NOISE
+from common.speed import decision
 
 #: method strings longer than this are cut in the README's tables (the registry keeps them whole)
 METHOD_CHARS = 60
@@ -144,8 +144,9 @@ def best_rows(df, workload: str, dataset: str) -> "pandas.DataFrame":
         drop = b - rows[key]
         kept = rows[drop <= limit + 1e-9]
         if len(kept):
-            band = 1 + kept["speedup_noise"].fillna(0).clip(lower=MIN_NOISE)   # speed.decision's rule
-            timed = kept[kept["speedup_lo"] > band]      # a clear speed-up: its interval above the run's A/A noise
+            clear = kept.apply(lambda r: decision(r["speedup"], r["speedup_lo"], r["speedup_hi"],   # the course's one rule
+                                                  0.0 if pd.isna(r["speedup_noise"]) else r["speedup_noise"]) == "faster", axis=1)
+            timed = kept[clear]                          # a clear speed-up: its interval above the run's A/A noise
             if len(timed):
                 pick = timed.loc[timed["speedup"].idxmax()]
             else:        # the smallest file (to 10 kB), then the sparsest, then the best quality
