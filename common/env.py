@@ -24,7 +24,7 @@ TRACKED_PACKAGES = (
 
 #: CPU flags worth knowing for int8 / fp16 inference.
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
-             "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+             "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16")
 
 
 def artifacts_dir() -> Path:
@@ -184,6 +184,14 @@ def cpu_info() -> dict:
         "cores": os.cpu_count() or 1,
         "isa": " ".join(f for f in ISA_FLAGS if f in flags) or "unknown",
     }
+
+
+def has_isa(*flags: str) -> bool:
+    """Whether this CPU reports any of ``flags`` (names of :data:`ISA_FLAGS`, as in /proc/cpuinfo)."""
+    unknown = sorted(set(flags) - set(ISA_FLAGS))
+    if not flags or unknown:
+        raise ValueError(f"ISA flags {unknown or '(none)'}: choose from {', '.join(ISA_FLAGS)}")
+    return bool(set(flags) & set(cpu_info()["isa"].split()))
 
 
 def versions(packages: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:

@@ -21,6 +21,11 @@ def _num(x):
     return x if isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x)) else None
 
 
+def signed(x: float, digits: int = 4) -> str:
+    """``x`` with its sign to ``digits`` decimals; a value that rounds to zero prints +0.0000, never -0.0000."""
+    return f"{round(x, digits) + 0.0:+.{digits}f}"
+
+
 def _fmt(column: str, value) -> str:
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return ""

@@ -279,3 +279,9 @@ def test_no_committed_row_carries_another_workloads_tool_figures():
     rows = report.read_rows(report.env.REPO_ROOT / "results" / "experiments.csv")
     wrong = [(r["homework"], r["name"]) for r in rows if r["workload"] != "yolov8n" and "ultralytics benchmark" in r["notes"]]
     assert not wrong, wrong
+
+
+@pytest.mark.parametrize("x, text", [(-0.00001, "+0.0000"), (0.00001, "+0.0000"), (-0.0086, "-0.0086"),
+                                     (0.02, "+0.0200")])
+def test_signed_differences_never_print_minus_zero(x, text):
+    assert report.signed(x) == text
