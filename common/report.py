@@ -8,7 +8,7 @@ its tables and its plots; the results READMEs are :mod:`common.summary`'s.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from common import env
 from common.registry import (COLUMNS, DATASET_NOTES, DECIMALS, DISPLAY_DECIMALS, HOMEWORKS, INTEGER, KEY,  # noqa: F401
@@ -282,11 +282,32 @@ def plot_quality_size(points: dict[str, tuple[float, float]], metric: str, ax=No
     return drawn
 
 
-def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = ""):
+def _label_groups(points: list[tuple[float, float]], log: bool, near: float = 0.04) -> list[list[int]]:
+    """Indices of ``points`` (x, y) grouped where they lie within ``near`` of the plot's width and
+    height of the group's first point (x in log when ``log``), so one label can name them all."""
+    xs = [math.log10(x) if log else x for x, _ in points]
+    ys = [y for _, y in points]
+    wx, wy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    groups: list[list[int]] = []
+    for i in range(len(points)):
+        for g in groups:
+            j = g[0]
+            if abs(xs[i] - xs[j]) / wx < near and abs(ys[i] - ys[j]) / wy < near:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "",
+                       colors: Mapping[str, str] | None = None):
     """Quality against the speed-up of every model of one :class:`common.speed.Comparison`
     (``quality``: name -> value of ``metric``), each with its 95 % interval as a bar; points are
-    numbered, fastest first, and the returned key ("1 name", ...) goes in the legend, so labels
-    cannot overlap. The reference's quality is the dashed line; 1x the thin vertical one."""
+    numbered, fastest first, points that nearly coincide share one label ("2,3"), and the returned
+    key ("1 name", ...) goes in the legend, so labels cannot overlap. ``colors`` (name -> colour)
+    marks kinds of model; the reference is a black star, its quality the dashed line, 1x the thin
+    vertical one."""
     import matplotlib.pyplot as plt
 
     names = list(comparison.speeds)
@@ -295,23 +316,28 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
         raise KeyError(f"no quality for {sorted(missing)}; give one per timed model")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
+    colors = dict(colors or {})
     order = sorted(names, key=lambda n: -comparison[n].speedup)
-    key = []
+    xs = [v for n in names for v in (comparison[n].lo, comparison[n].hi)]
+    log = max(xs) / min(xs) > 10     # decades: log, ticks inside the data
+    key, handles = [], []
     for k, n in enumerate(order, 1):
         s = comparison[n]
         ref = n == comparison.reference
+        color = "black" if ref else colors.get(n, "tab:blue")
         ax.errorbar(s.speedup, quality[n], xerr=[[s.speedup - s.lo], [s.hi - s.speedup]],
-                    fmt="*" if ref else "o", ms=10 if ref else 5, capsize=2, color="black" if ref else "tab:blue")
-        ax.annotate(str(k), (s.speedup, quality[n]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+                    fmt="*" if ref else "o", ms=10 if ref else 5, capsize=2, color=color)
         key.append(f"{k} {n}" + (" (reference: its A/A ratio)" if ref else ""))
+        handles.append(plt.Line2D([], [], ls="none", marker="*" if ref else "o", color=color, ms=5))
+    for g in _label_groups([(comparison[n].speedup, quality[n]) for n in order], log):
+        ax.annotate(",".join(str(i + 1) for i in g), (comparison[order[g[0]]].speedup, quality[order[g[0]]]),
+                    fontsize=8, xytext=(4, 4), textcoords="offset points")
     ax.axhline(quality[comparison.reference], color="k", ls="--", lw=0.8)
     ax.axvline(1, color="k", lw=0.5)
-    xs = [v for n in names for v in (comparison[n].lo, comparison[n].hi)]
-    if max(xs) / min(xs) > 10:      # decades: log, ticks inside the data
+    if log:
         log_x(ax)
     ax.set(xlabel=f"speed-up × over {comparison.reference}, batch {comparison[comparison.reference].batch} (95 % CI)",
            ylabel=METRIC_LABEL.get(metric, metric), title=title)
     ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], ls="none") for _ in key]
-    ax.legend(handles, key, fontsize=7, loc="best", handlelength=0, title="fastest first", title_fontsize=7)
+    ax.legend(handles, key, fontsize=7, loc="best", title="fastest first", title_fontsize=7)
     return key

@@ -217,6 +217,24 @@ def test_plot_speed_quality_numbers_every_model_fastest_first_and_needs_every_qu
     plt.close(fig)
 
 
+def test_plot_speed_quality_gives_points_that_nearly_coincide_one_label_and_colours_kinds():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common import report
+
+    c = comparison({"r": [10.0] * 8, "a": [2.0] * 8, "b": [2.02] * 8, "d": [5.0] * 8})
+    fig, ax = plt.subplots()
+    key = report.plot_speed_quality(c, {"r": 0.99, "a": 0.95, "b": 0.95, "d": 0.98}, "accuracy", ax=ax,
+                                    colors={"a": "tab:red"})
+    assert key == ["1 a", "2 b", "3 d", "4 r (reference: its A/A ratio)"]
+    assert sorted(t.get_text() for t in ax.texts) == ["1,2", "3", "4"]      # a and b share a label
+    assert [h.get_color() for h in ax.get_legend().legend_handles] == ["tab:red", "tab:blue", "tab:blue", "black"]
+    plt.close(fig)
+
+
 def test_plot_quality_size_draws_seed_means_labels_the_named_and_needs_their_points():
     import matplotlib
     matplotlib.use("Agg")
