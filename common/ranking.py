@@ -31,6 +31,17 @@ def row(runtime: str, device: str, stats) -> dict:
             "median_ms": stats.median_ms, "p90_ms": stats.p90_ms}
 
 
+def paired_row(runtime: str, device: str, comparison, name: str) -> dict:
+    """A ranking row for ``name`` of one interleaved run (a :class:`common.speed.Comparison`): its
+    time is the reference's median divided by ``name``'s paired speed-up, so that the images/s of two
+    runtimes of that run stand in the ratio of their paired speed-ups (each model's own median can
+    differ from that by the run's drift); p90 keeps the model's own p90 / median."""
+    s, ref = comparison[name], comparison[comparison.reference]
+    ms = ref.median_ms / s.speedup
+    return {"runtime": runtime, "device": device, "batch": s.batch, "median_ms": ms,
+            "p90_ms": ms * s.p90_ms / s.median_ms}
+
+
 @dataclass
 class Table:
     """Throughput in images/s (batch x 1000 / median ms) and the relative timing spread

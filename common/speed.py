@@ -1,9 +1,10 @@
 """Speed-ups a reviewer can rerun: a reference and its candidates timed in one run, interleaved.
 
 Why: on a shared 2-vCPU VM an absolute latency is a snapshot. The same eager-PyTorch file
-gives medians 1.5x apart in two fresh processes and drifts inside one, while a ratio of two
-models timed side by side, in the same minutes, is stable. So every speed-up in the course is
-measured here and nowhere else:
+drifts inside one process, and a 2-thread pool on 2 vCPUs doubles its time whenever any other
+process runs; the notebooks therefore time on one thread (``THREADS = 1``, measured in
+``docs/measuring-speed.md``) and compare models only side by side, in the same minutes. So every
+speed-up in the course is measured here and nowhere else:
 
 - **Worker per runtime.** Each runtime (PyTorch, TorchScript, ONNX Runtime, OpenVINO, LiteRT)
   runs in its own process that imports only that runtime, kept alive across rounds, with the
@@ -523,13 +524,13 @@ class Comparison:
                  f"{self.block} calls per model (more for a fast model, up to {most}, so that a block lasts at "
                  f"least {MIN_BLOCK_MS:g} ms)")
         return (f"Timed in one run: {self.rounds} interleaved rounds of {calls} "
-                f"after {self.warmup} warm-up calls each, batch as given, {self.threads} threads, "
+                f"after {self.warmup} warm-up calls each, batch as given, {self.threads} thread{'s' * (self.threads > 1)}, "
                 f"each runtime in its own worker process; speed-up = median over rounds of the "
                 f"reference's time / the model's, 95 % bootstrap interval over rounds; the reference's "
                 f"A/A noise in this run: ±{self.noise * 100:.0f} %. A model is called faster (or slower) only "
                 f"when its whole interval lies above {1 + self.noise:.2f}x (or below 1/{1 + self.noise:.2f}); "
-                "otherwise \"no measurable difference\". Absolute times are a snapshot of "
-                "this machine at this moment; the ratios are what reproduces.")
+                "otherwise \"no measurable difference\". Absolute times are this machine's at this "
+                "moment: only ratios from one run are compared.")
 
     def update(self, rows: Sequence[dict], *, names: Mapping[str, str] | None = None) -> None:
         """Fill :data:`COLUMNS` of every registry row whose ``name`` was timed; ``names`` maps a

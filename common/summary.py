@@ -169,7 +169,8 @@ def environment_stamp(tool: str = "common.summary") -> str:
     cpu = env.cpu_info()
     versions = ", ".join(f"{k} {v}" for k, v in env.versions().items())
     return (f"CPU: {cpu['cpu']} ({cpu['cores']} logical cores); ISA: {cpu['isa']}; "
-            f"threads per run: {env.DEFAULT_THREADS} unless a row says otherwise; GPU: "
+            f"training and evaluation on {env.DEFAULT_THREADS} threads, every timing on the threads of its row's "
+            f"`threads` column; GPU: "
             f"{env.gpu_name() or 'none'}.\n\nVersions: {versions}.\n\n"
             f"Generated {datetime.date.today().isoformat()} by `python -m {tool}`.")
 

@@ -109,3 +109,21 @@ def test_the_same_leader_with_a_tie_in_one_column_says_where_the_lead_is_clear()
             r("onnx", "cpu", 8, 20.0, 20.4), r("openvino", "cpu", 8, 40.0, 40.8)]
     (line,) = ranking.table(rows).changes()
     assert "the same first place, a clear lead only at cpu batch 8" in line
+
+
+def test_a_paired_row_gives_throughputs_in_the_ratio_of_the_paired_speedups():
+    """The candidate's own median says 5 ms (2x), but its paired speed-up over the rounds is 1.6x:
+    the table must show 1.6x the reference's images/s, the run's paired statistic."""
+    from common import speed
+
+    def sp(name, median, speedup):
+        return speed.Speed(name, "pytorch", "rt", median, median * 1.1, speedup, speedup * 0.9, speedup * 1.1,
+                           0.03, 20, 6, 1, 32)
+
+    cmp = speed.Comparison({"pytorch": sp("pytorch", 10.0, 1.0), "openvino": sp("openvino", 5.0, 1.6)},
+                           "pytorch", 20, 6, 2, 1)
+    rows = [ranking.paired_row(n, "cpu", cmp, n) for n in ("pytorch", "openvino")]
+    tp = ranking.table(rows).throughput[("cpu", 32)]
+    assert tp["openvino"] / tp["pytorch"] == pytest.approx(1.6)
+    assert tp["pytorch"] == pytest.approx(32 * 1000 / 10.0)
+    assert rows[1]["p90_ms"] / rows[1]["median_ms"] == pytest.approx(1.1)

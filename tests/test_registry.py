@@ -1,4 +1,5 @@
 import csv
+import re
 
 import pytest
 
@@ -285,3 +286,14 @@ def test_no_committed_row_carries_another_workloads_tool_figures():
                                      (0.02, "+0.0200")])
 def test_signed_differences_never_print_minus_zero(x, text):
     assert report.signed(x) == text
+
+
+def test_show_renders_every_cell_with_no_whitespace_between_tags():
+    import pandas as pd
+
+    from common import report
+
+    df = pd.DataFrame([{"homework": "hw3", "workload": "resnet18", "name": "a b", "accuracy": 0.81234}])
+    html = report.show(df, ["workload", "name", "accuracy"]).data
+    assert "<td>a b</td>" in html and "<td>resnet18</td>" in html and "0.8123" in html
+    assert not re.search(r">\s+<", html)

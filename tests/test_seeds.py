@@ -205,4 +205,5 @@ def test_a_log_y_axis_labels_plain_ticks_inside_one_decade():
     lo, hi = ax.get_ylim()
     shown = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and lo <= float(t.get_text()) <= hi]
     assert {"1.5", "2"} <= set(shown)                      # labelled ticks between the data, as plain numbers
+    assert float(shown[0]) <= 1.2 and float(shown[-1]) >= 2.7   # a labelled tick at or beyond each end of the data
     plt.close(fig)

@@ -251,3 +251,27 @@ def test_plot_quality_size_draws_seed_means_labels_the_named_and_needs_their_poi
     with pytest.raises(KeyError, match="no point"):
         report.plot_quality_size(points, "accuracy", ax, labelled=("nobody",))
     plt.close("all")
+
+
+def test_contention_table_has_every_condition_and_thread_count(tmp_path):
+    """``common.contention`` (the measurement behind ``THREADS = 1``) on a tiny network: one row
+    per condition and thread count, busy processes gone afterwards (timings not checked)."""
+    import subprocess
+
+    import torch
+
+    from common import contention
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    pt = tmp_path / "net.pt"
+    torch.save(net, pt)
+    conditions = (("quiet", 0, 0), ("one busy process", 1, 0))
+    df = contention.run(pt, (1, 3, 8, 8), threads=(1, 2), rounds=2, calls=3, conditions=conditions)
+    assert list(zip(df.condition, df.threads)) == [("quiet", 1), ("quiet", 2), ("one busy process", 1), ("one busy process", 2)]
+    assert (df.min_ms <= df.median_ms).all() and (df.median_ms <= df.max_ms).all()
+    left = subprocess.run(["pgrep", "-f", contention.BUSY], capture_output=True, text=True).stdout.split()
+    assert not left, f"busy processes left running: {left}"
+    with pytest.raises(ValueError, match="threads >= 1"):
+        contention.run(pt, (1, 3, 8, 8), threads=(0,))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        contention.run(tmp_path / "missing.pt", (1, 3, 8, 8))
