@@ -161,10 +161,12 @@ def load(artifact, *, threads: int = DEFAULT_THREADS, device: str = "cpu",
 # Each takes the artifact and load()'s already-checked options, and returns a Backend.
 
 def _load_torch(artifact, *, kind: str, threads: int, device: str, precision: str, **_) -> Backend:
-    """PyTorch eager (a module, a pickled module or an ultralytics checkpoint) or TorchScript."""
+    """PyTorch eager (a module, a pickled module or an ultralytics checkpoint) or TorchScript. It runs
+    on the process's torch thread count, which loading leaves alone: a timing worker sets
+    ``threads`` when it starts (:mod:`common.speed`), a fresh RAM process through
+    ``OMP_NUM_THREADS``, and a notebook's kernel keeps the threads it trains and evaluates with."""
     import torch
 
-    torch.set_num_threads(threads)
     if isinstance(artifact, torch.nn.Module):
         model = artifact
     elif kind == "pytorch":

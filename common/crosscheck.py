@@ -82,11 +82,17 @@ def predict_speed(artifact: str | Path, images: Iterable[Path], img_size: int, *
     images = list(images)
     if len(images) <= warmup:
         raise ValueError(f"need more than {warmup} images, got {len(images)}")
-    for i, img in enumerate(images):
-        r = y.predict(str(img), imgsz=img_size, device="cpu", verbose=False)[0]
-        env.set_threads(threads)          # ultralytics resets torch's threads in select_device()
-        if i >= warmup:
-            speeds.append(r.speed)
+    import torch
+
+    threads_before = torch.get_num_threads()
+    try:
+        for i, img in enumerate(images):
+            env.set_threads(threads)      # ultralytics resets torch's threads in select_device()
+            r = y.predict(str(img), imgsz=img_size, device="cpu", verbose=False)[0]
+            if i >= warmup:
+                speeds.append(r.speed)
+    finally:
+        env.set_threads(threads_before)   # the caller's count: predicting here must not change its training
     return {f"{k}_ms": float(np.median([s[k] for s in speeds])) for k in ("preprocess", "inference", "postprocess")}
 
 

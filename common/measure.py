@@ -62,7 +62,10 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
     are empty. ``cpu=False``: no CPU latency here, because the notebook times the model in a
     paired comparison (:func:`common.speed.compare`), which fills the latency columns.
     """
+    import torch
+
     path = Path(artifact)
+    threads_before = torch.get_num_threads()
     quick = quick_timing()
     if quick:
         warmup, repeats = min(warmup, QUICK_WARMUP), min(repeats, QUICK_REPEATS)
@@ -74,6 +77,7 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
         raise ValueError(f"{path.name} returned a batch of {out_batch} for an input batch of "
                          f"{input_shape[0]}: it has a fixed batch; export it at batch {input_shape[0]}")
     if cpu:
+        env.set_threads(threads)   # timed on ``threads``; the caller's count comes back below
         cpu_stats = timing.measure(lambda: backend.run(prepared), warmup=warmup, repeats=repeats,
                                    max_seconds=max_seconds, batch=input_shape[0], threads=threads,
                                    backend=label or backend.name)
@@ -81,7 +85,7 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
                  + (f" (quick timing: {QUICK_TIMING_ENV} is set)" if quick else "")]
     else:
         cpu_stats, notes = None, [f"cpu: paired comparison (common.speed), batch {input_shape[0]}"]
-    env.set_threads(threads)  # some runtimes change torch's global thread count on load
+    env.set_threads(threads_before)  # the caller's count (a runtime may change it on load, the timing above did)
     if ram and quick:
         ram_stats = memory.MemoryStats(float("nan"), float("nan"), None, runs=0)
         notes.append(f"ram: not measured ({QUICK_TIMING_ENV} is set)")

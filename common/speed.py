@@ -248,6 +248,42 @@ def round_medians(samples: Mapping[str, list[np.ndarray]], reference: str) -> di
     return out
 
 
+# --- what else ran on the machine while a model was timed -------------------------------------
+
+def cpu_snapshot(pid: int) -> tuple[float, int, int, int] | None:
+    """(monotonic s, busy jiffies of all CPUs, steal jiffies, jiffies of process ``pid`` and its
+    threads) from ``/proc``; None where there is no ``/proc`` (not Linux) or ``pid`` is gone."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        own = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+        return time.monotonic(), user + nice + system + irq + softirq, steal, int(own[11]) + int(own[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Background:
+    """CPU time that everything but the timed worker used during each model's blocks (the parent,
+    other workers, other programs), and the hypervisor's steal, in CPUs (1.0 = one CPU busy)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}   # name -> [wall s, other CPU s, steal s]
+
+    def add(self, name: str, before, after) -> None:
+        if before is None or after is None or after[0] <= before[0]:
+            return
+        hz = os.sysconf("SC_CLK_TCK")
+        wall, busy, steal, own = (b - a for a, b in zip(before, after))
+        t = self.totals.setdefault(name, [0.0, 0.0, 0.0])
+        t[0] += wall
+        t[1] += max(busy - own, 0) / hz
+        t[2] += steal / hz
+
+    def cpus(self) -> dict[str, tuple[float, float]]:
+        """Per model: (other processes' CPUs, steal CPUs), averaged over its blocks."""
+        return {n: (o / w, st / w) for n, (w, o, st) in self.totals.items() if w > 0}
+
+
 # --- worker processes, one per runtime -------------------------------------------------------
 
 def _serve(conn, kind: str, threads: int) -> None:
@@ -390,7 +426,7 @@ def compare(reference: str, models: Mapping[str, str | Path], input_shape: tuple
         kinds[name] = backends.kind_of(path)
     rounds, block, warmup = _settings(rounds, block, warmup)
     timers: dict[str, Timer] = {}
-    runtimes, blocks = {}, {}
+    runtimes, blocks, background = {}, {}, Background()
     used = set()
     quick = rounds == QUICK_ROUNDS and block == QUICK_BLOCK
     try:
@@ -401,7 +437,8 @@ def compare(reference: str, models: Mapping[str, str | Path], input_shape: tuple
             runtimes[name] = w.call("load", key, str(path), tuple(input_shape))
             first_ms = w.call("probe", key)
             blocks[name] = block if quick else min(MAX_BLOCK, max(block, math.ceil(MIN_BLOCK_MS / max(first_ms, 1e-3))))
-            timers[name] = (lambda w, key, n_calls: lambda wu, n: w.call("time", key, wu, n_calls))(w, key, blocks[name])
+            timers[name] = (lambda w, key, n_calls, name: lambda wu, n: _timed_block(background, name, w, key, wu, n_calls))(
+                w, key, blocks[name], name)
         bar = tqdm(total=rounds, desc=desc, leave=True, mininterval=2.0)
         samples = interleave(timers, reference, rounds=rounds, block=block, warmup=warmup, pause=PAUSE_S,
                              pause_after={n: COOLDOWN_S[k] for n, k in kinds.items() if k in COOLDOWN_S},
@@ -413,7 +450,16 @@ def compare(reference: str, models: Mapping[str, str | Path], input_shape: tuple
                 w.call("drop")
     speeds = summarize(samples, reference, block=block, threads=threads, runtimes=runtimes, batch=input_shape[0])
     speeds = {n: replace(s, block=blocks[n]) for n, s in speeds.items()}
-    return Comparison(speeds, reference, rounds, block, warmup, threads, round_medians(samples, reference))
+    return Comparison(speeds, reference, rounds, block, warmup, threads, round_medians(samples, reference),
+                      background.cpus())
+
+
+def _timed_block(background: Background, name: str, w: Worker, key: str, warmup: int, n_calls: int) -> list[float]:
+    """One block of ``name`` in worker ``w``, with what the rest of the machine used meanwhile."""
+    before = cpu_snapshot(w.proc.pid)
+    out = w.call("time", key, warmup, n_calls)
+    background.add(name, before, cpu_snapshot(w.proc.pid))
+    return out
 
 
 @dataclass
@@ -427,6 +473,8 @@ class Comparison:
     warmup: int
     threads: int
     medians: dict[str, list[float]] = field(default_factory=dict)
+    #: per model: (CPUs that everything else used, hypervisor steal in CPUs) during its blocks
+    background: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Speed:
         if name not in self.speeds:
@@ -530,7 +578,18 @@ class Comparison:
                 f"A/A noise in this run: ±{self.noise * 100:.0f} %. A model is called faster (or slower) only "
                 f"when its whole interval lies above {1 + self.noise:.2f}x (or below 1/{1 + self.noise:.2f}); "
                 "otherwise \"no measurable difference\". Absolute times are this machine's at this "
-                "moment: only ratios from one run are compared.")
+                "moment: only ratios from one run are compared." + self.describe_background())
+
+    def describe_background(self) -> str:
+        """What else used the machine while the models ran (empty when it was not measured)."""
+        if not self.background:
+            return ""
+        other = {n: o for n, (o, _) in self.background.items()}
+        busiest = max(other, key=other.get)
+        steal = max(st for _, st in self.background.values())
+        return (f" Everything else on the machine used {sum(other.values()) / len(other):.2f} CPU on average while "
+                f"the models ran (at most {other[busiest]:.2f}, during {busiest!r}'s blocks)"
+                + (f"; the hypervisor took up to {steal:.2f} CPU" if steal >= 0.01 else "") + ".")
 
     def update(self, rows: Sequence[dict], *, names: Mapping[str, str] | None = None) -> None:
         """Fill :data:`COLUMNS` of every registry row whose ``name`` was timed; ``names`` maps a

@@ -148,3 +148,22 @@ def test_every_runtime_kind_has_one_loader_and_options_are_checked_before_it_run
     assert not called                                   # refused before the runtime's loader ran
     backends.load(onnx, threads=3)
     assert called[0]["threads"] == 3 and called[0]["kind"] == "onnxruntime"
+
+
+def test_loading_and_measuring_leave_the_callers_torch_threads_alone(exported):
+    """A notebook times on THREADS = 1 but trains on 2: loading a model with ``threads=1`` or measuring
+    it must not drop the kernel's own thread count (it once made every later fine-tune single-threaded)."""
+    import torch
+
+    from common import measure
+
+    _, d = exported
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backends.load(d / "model.pt", threads=1)
+        assert torch.get_num_threads() == 2
+        measure.measure(d / "model.pt", (1, 3, 16, 16), threads=1, warmup=1, repeats=3, ram=False, gpu=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -135,7 +135,7 @@ def test_compare_end_to_end_in_worker_processes(tmp_path, monkeypatch):
     c.update(rows, names={"baseline": "pytorch"})
     assert rows[0]["speedup_vs"] == rows[1]["speedup_vs"] == "baseline"
     assert "speedup" not in rows[2]
-    assert "A/A noise" in c.describe()
+    assert "A/A noise" in c.describe() and set(c.background) == {"pytorch", "onnx"}
     with pytest.raises(KeyError, match="was not timed"):
         c["missing"]
 
@@ -275,3 +275,26 @@ def test_contention_table_has_every_condition_and_thread_count(tmp_path):
         contention.run(pt, (1, 3, 8, 8), threads=(0,))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         contention.run(tmp_path / "missing.pt", (1, 3, 8, 8))
+
+
+def test_background_counts_what_else_ran_in_cpus():
+    """Two snapshots 2 s apart at 100 jiffies/s: 300 busy jiffies of which the worker used 200, 50 stolen:
+    the rest of the machine used 0.5 CPU and the hypervisor 0.25."""
+    import os
+
+    hz = os.sysconf("SC_CLK_TCK")
+    bg = speed.Background()
+    bg.add("a", (10.0, 1000, 0, 100), (12.0, 1000 + 3 * hz, hz // 2, 100 + 2 * hz))
+    bg.add("a", None, (13.0, 0, 0, 0))                       # no /proc: nothing counted
+    other, steal = bg.cpus()["a"]
+    assert other == pytest.approx(0.5) and steal == pytest.approx(0.25, abs=0.01)
+    snap = speed.cpu_snapshot(os.getpid())
+    assert snap is None or (len(snap) == 4 and snap[1] >= 0)
+    assert speed.cpu_snapshot(2 ** 22 + 12345) is None        # no such process
+
+
+def test_describe_says_what_else_used_the_machine():
+    c = comparison({"r": [10.0] * 4, "a": [5.0] * 4})
+    assert "Everything else" not in c.describe()             # not measured: not mentioned
+    c.background = {"r": (0.1, 0.0), "a": (0.9, 0.0)}
+    assert "used 0.50 CPU on average" in c.describe() and "at most 0.90, during 'a'" in c.describe()
