@@ -202,8 +202,6 @@ def log_y(ax) -> None:
     """A log y axis with plain-number ticks at 1, 1.5, 2, 3 and 5 per decade, so that data inside one
     decade (speed-ups of 1.2x-3x, say) still falls between labelled ticks. Call it after plotting:
     the limits widen to the nearest such tick on each side, so no point lies beyond the last label."""
-    import math
-
     from matplotlib import ticker
 
     ax.set_yscale("log")
@@ -212,7 +210,7 @@ def log_y(ax) -> None:
         ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
                  for m in LOG_SUBS]
         ax.set_ylim(max(t for t in ticks if t <= lo * (1 + 1e-9)), min(t for t in ticks if t >= hi * (1 - 1e-9)))
-    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0)))
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=LOG_SUBS))
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
