@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -70,10 +71,63 @@ def benchmark_app(xml: str | Path, input_shape: tuple[int, ...], *, threads: int
     return parse_benchmark_app(log)
 
 
+@contextlib.contextmanager
+def pinned(threads: int, precision: str = "f32") -> Iterator[None]:
+    """While inside, the runtimes ultralytics' AutoBackend opens run like our harness's: ONNX Runtime
+    sessions and OpenVINO models at ``threads`` intra-op threads (OpenVINO also at ``precision``),
+    TFLite interpreters at ``threads``, torch at ``threads``. Outside, ultralytics opens them at its
+    own defaults (ONNX Runtime and OpenVINO: every core; TFLite: its ``NUM_THREADS``; OpenVINO at the
+    CPU's default precision, bf16 on AVX512-BF16 CPUs). Restores everything on exit."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if precision not in ("f32", "bf16", "f16"):
+        raise ValueError(f"unknown precision {precision!r}; choose one of ['bf16', 'f16', 'f32']")
+    import torch
+
+    undo = []
+
+    def patch(owner, name, value) -> None:
+        undo.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    try:
+        import onnxruntime as ort
+
+        session_init = ort.InferenceSession.__init__
+
+        def init(self, path_or_bytes, sess_options=None, *args, **kwargs):
+            options = sess_options or ort.SessionOptions()
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            session_init(self, path_or_bytes, options, *args, **kwargs)
+        patch(ort.InferenceSession, "__init__", init)
+    except ImportError:
+        pass
+    try:
+        import openvino as ov
+
+        compile_model = ov.Core.compile_model
+
+        def compile_pinned(self, model, device_name=None, config=None, **kwargs):
+            config = {**(config or {}), "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
+            return compile_model(self, model, device_name, config, **kwargs)
+        patch(ov.Core, "compile_model", compile_pinned)
+    except ImportError:
+        pass
+    before = torch.get_num_threads()
+    env.set_threads(threads)   # torch, and ultralytics' NUM_THREADS for its TFLite interpreters
+    try:
+        yield
+    finally:
+        for owner, name, value in reversed(undo):
+            setattr(owner, name, value)
+        env.set_threads(before)
+
+
 def predict_speed(artifact: str | Path, images: Iterable[Path], img_size: int, *, warmup: int = 3,
                   threads: int = env.DEFAULT_THREADS) -> dict[str, float]:
     """Median preprocess / inference / postprocess ms per image of ultralytics' predictor on
-    ``artifact`` (any format ultralytics runs), one image per call after ``warmup`` calls."""
+    ``artifact`` (any format ultralytics runs), one image per call after ``warmup`` calls, with its
+    runtime :func:`pinned` to ``threads`` threads and f32, like our harness."""
     from common import workloads
 
     p = Path(artifact)
@@ -82,17 +136,12 @@ def predict_speed(artifact: str | Path, images: Iterable[Path], img_size: int, *
     images = list(images)
     if len(images) <= warmup:
         raise ValueError(f"need more than {warmup} images, got {len(images)}")
-    import torch
-
-    threads_before = torch.get_num_threads()
-    try:
+    with pinned(threads):   # restores the caller's count: predicting here must not change its training
         for i, img in enumerate(images):
             env.set_threads(threads)      # ultralytics resets torch's threads in select_device()
             r = y.predict(str(img), imgsz=img_size, device="cpu", verbose=False)[0]
             if i >= warmup:
                 speeds.append(r.speed)
-    finally:
-        env.set_threads(threads_before)   # the caller's count: predicting here must not change its training
     return {f"{k}_ms": float(np.median([s[k] for s in speeds])) for k in ("preprocess", "inference", "postprocess")}
 
 
@@ -170,8 +219,10 @@ def _openvino_study(xml: str, shape: list[int], threads: int, rounds: int) -> di
 
 
 def _ultralytics_study(artifact: str, data: str, img_size: int, threads: int, rounds: int) -> dict:
-    """Our bare runtime, ultralytics' AutoBackend wrapper and its validator's per-image inference
-    time (the figure ``benchmark`` reports) on one file, interleaved, in this (fresh) process."""
+    """Our bare runtime, ultralytics' AutoBackend wrapper with the runtime :func:`pinned` to our
+    threads and f32, the same wrapper at ultralytics' own defaults (its thread count; OpenVINO at the
+    CPU's default precision) and its validator's per-image inference time (the figure ``benchmark``
+    reports, at those defaults) on one file, interleaved, in this (fresh) process."""
     import torch
 
     from common import backends, workloads
@@ -185,7 +236,10 @@ def _ultralytics_study(artifact: str, data: str, img_size: int, threads: int, ro
     x = np.random.default_rng(0).random((1, 3, img_size, img_size), dtype=np.float32)
     bare = backends.load(p, threads=threads)
     xb = bare.prepare(x)
-    wrapper = AutoBackend(src, device=torch.device("cpu"), verbose=False)
+    with pinned(threads):
+        wrapper = AutoBackend(src, device=torch.device("cpu"), verbose=False)
+    defaults = AutoBackend(src, device=torch.device("cpu"), verbose=False)
+    env.set_threads(threads)   # ultralytics resets torch's threads in select_device()
     xt = torch.from_numpy(x)
     y = workloads.yolo(src)
 
@@ -197,6 +251,7 @@ def _ultralytics_study(artifact: str, data: str, img_size: int, threads: int, ro
 
     timers = {"bare": lambda wu, n: time_calls(lambda: bare.run(xb), wu, n),
               "wrapper": lambda wu, n: time_calls(lambda: wrapper(xt), wu, n),
+              "defaults": lambda wu, n: time_calls(lambda: defaults(xt), wu, n),
               "validator": validator}
     return _speeds(timers, "bare", rounds, threads, block=20, warmup=10)
 
@@ -276,8 +331,9 @@ def ultralytics_gap(artifact: str | Path, data: str | Path, img_size: int, harne
                     *, threads: int = env.DEFAULT_THREADS) -> "pandas.DataFrame":
     """Why our median and ultralytics' ``benchmark`` differ, step by step on one file: our harness
     (``harness_ms``), the bare runtime in a fresh process with ultralytics loaded, ultralytics'
-    AutoBackend wrapper (torch → numpy → runtime → torch), its validator's per-image inference
-    time over one pass of the validation split (the three interleaved in one run), then
+    AutoBackend wrapper (torch → numpy → runtime → torch) with the runtime :func:`pinned` to our
+    threads and f32, the same wrapper at ultralytics' default threads and precision, its validator's
+    per-image inference time over one pass of the validation split (those four interleaved in one run), then
     ``benchmark_ms``, what ``benchmark`` reported on its own export earlier."""
     import pandas as pd
 
@@ -286,8 +342,10 @@ def ultralytics_gap(artifact: str | Path, data: str | Path, img_size: int, harne
              COLUMN: ""},
             {"step": "bare runtime, fresh process", "median ms": s["bare"]["median_ms"],
              COLUMN: _moment_cell(s["bare"]["median_ms"], harness_ms, "another moment")},
-            {"step": "AutoBackend wrapper, warm", "median ms": s["wrapper"]["median_ms"],
+            {"step": "AutoBackend wrapper, warm, our threads and f32", "median ms": s["wrapper"]["median_ms"],
              COLUMN: _ratio_cell(s["wrapper"])},
+            {"step": "AutoBackend at ultralytics' default threads and precision",
+             "median ms": s["defaults"]["median_ms"], COLUMN: _ratio_cell(s["defaults"])},
             {"step": f"validator: mean per image, one pass ({s['validator']['rounds']} passes)",
              "median ms": s["validator"]["median_ms"],
              COLUMN: _ratio_cell(s["validator"])},

@@ -31,13 +31,24 @@ def row(runtime: str, device: str, stats) -> dict:
             "median_ms": stats.median_ms, "p90_ms": stats.p90_ms}
 
 
+def paired_ms(comparison, name: str) -> float:
+    """``name``'s time per call in one interleaved run (a :class:`common.speed.Comparison`) as its
+    paired speed-up puts it: the reference's median over the speed-up."""
+    return comparison[comparison.reference].median_ms / comparison[name].speedup
+
+
+def paired_throughput(comparison, name: str) -> float:
+    """``name``'s images/s in one interleaved run from its paired speed-up (:func:`paired_ms`)."""
+    return comparison[name].batch * 1000.0 / paired_ms(comparison, name)
+
+
 def paired_row(runtime: str, device: str, comparison, name: str) -> dict:
     """A ranking row for ``name`` of one interleaved run (a :class:`common.speed.Comparison`): its
     time is the reference's median divided by ``name``'s paired speed-up, so that the images/s of two
     runtimes of that run stand in the ratio of their paired speed-ups (each model's own median can
     differ from that by the run's drift); p90 keeps the model's own p90 / median."""
-    s, ref = comparison[name], comparison[comparison.reference]
-    ms = ref.median_ms / s.speedup
+    s = comparison[name]
+    ms = paired_ms(comparison, name)
     return {"runtime": runtime, "device": device, "batch": s.batch, "median_ms": ms,
             "p90_ms": ms * s.p90_ms / s.median_ms}
 
@@ -54,27 +65,60 @@ class Table:
     #: Comparison.tied`); it replaces the spread rule there
     ties: Mapping[tuple, Callable[[str, str], bool]] | None = None
 
+    def _tie(self, column, a: str, b: str) -> bool:
+        """Whether ``a`` and ``b`` tie in ``column``: the paired verdict where the column has one
+        (``ties``), else a lead within the larger of their timing spreads or :data:`MIN_LEAD`."""
+        if self.ties and column in self.ties:
+            return bool(self.ties[column](a, b))
+        tp = self.throughput[column]
+        limit = max(MIN_LEAD, self.spread.loc[[a, b], column].max())
+        return bool(max(tp[a], tp[b]) / min(tp[a], tp[b]) - 1 <= limit)
+
+    def groups(self, column, among=None) -> list[list[str]]:
+        """The runtimes measured in ``column`` (or ``among``), most images/s first, in groups that
+        share a rank: a runtime joins the group before it when it ties (:meth:`_tie`) with that
+        group's first, so small steps never chain into one tie."""
+        col = self.throughput[column].dropna() if among is None else self.throughput.loc[among, column]
+        out: list[list[str]] = []
+        for n in col.sort_values(ascending=False).index:
+            if out and self._tie(column, out[-1][0], n):
+                out[-1].append(n)
+            else:
+                out.append([n])
+        return out
+
+    def order(self, column, among=None) -> str:
+        """:meth:`groups` in words: "openvino = tflite > onnx > pytorch"."""
+        return " > ".join(" = ".join(g) for g in self.groups(column, among))
+
     def ranks(self) -> "pd.DataFrame":
-        """Rank of every runtime in each column (1 = most images/s; ties share a rank)."""
-        return self.throughput.rank(ascending=False, method="min").astype("Int64")
+        """Rank of every runtime in each column (1 = most images/s); runtimes of one :meth:`groups`
+        group share the rank of its first; the next group's rank counts the runtimes above it."""
+        import pandas as pd
+
+        out = pd.DataFrame(pd.NA, index=self.throughput.index, columns=self.throughput.columns, dtype="Int64")
+        for col in self.throughput.columns:
+            rank = 1
+            for g in self.groups(col):
+                out.loc[g, col] = rank
+                rank += len(g)
+        return out
 
     def view(self) -> "pd.DataFrame":
-        """The table to show: "images/s (#rank)" per cell, empty where nothing was measured."""
+        """The table to show: "images/s (#rank)" per cell ("#2=" where the rank is shared), empty
+        where nothing was measured."""
         tp, rk = self.throughput, self.ranks()
         out = tp.astype(object).copy()
         for col in tp.columns:
-            out[col] = ["" if t != t else f"{t:.0f} (#{r})" for t, r in zip(tp[col], rk[col])]
+            shared = rk[col].value_counts()
+            out[col] = ["" if t != t else f"{t:.0f} (#{r}{'=' * int(shared[r] > 1)})" for t, r in zip(tp[col], rk[col])]
         return out
 
     def _fastest(self, column, among) -> tuple[str, str, bool]:
-        """The fastest and the runner-up of ``column`` among ``among``, and whether the lead is
-        within the larger of their two timing spreads or :data:`MIN_LEAD`."""
+        """The fastest and the runner-up of ``column`` among ``among``, and whether they tie (:meth:`_tie`)."""
         col = self.throughput.loc[among, column].sort_values(ascending=False)
         first, second = col.index[0], col.index[1]
-        if self.ties and column in self.ties:
-            return first, second, bool(self.ties[column](first, second))
-        limit = max(MIN_LEAD, self.spread.loc[[first, second], column].max())
-        return first, second, bool(col.iloc[0] / col.iloc[1] - 1 <= limit)
+        return first, second, self._tie(column, first, second)
 
     def _pairs(self) -> list[tuple]:
         """(left, right) columns to compare: each device's smallest vs largest batch, then each
@@ -112,7 +156,7 @@ class Table:
                            else f"the same first place, a clear lead only at {name(right if tie1 else left)}")
             else:
                 verdict = "no clear change (a lead within the timing spread)" if close else "the leader changes"
-            order = {c: " > ".join(tab.loc[among, c].sort_values(ascending=False).index) for c in (left, right)}
+            order = {c: self.order(c, among) for c in (left, right)}
             out.append(f"{name(left)} vs {name(right)}: {verdict}: {describe(left, f1, s1, tie1)}; "
                        f"{describe(right, f2, s2, tie2)}. Order: {order[left]} | {order[right]}.")
         return out

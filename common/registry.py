@@ -29,9 +29,10 @@ HOMEWORKS = ("hw1", "hw2", "hw3", "hw4", "hw5", "hw6", "capstone")
 WORKLOADS = ("resnet18", "yolov8n", "keras_cnn")
 TEXT = {"homework", "workload", "dataset", "name", "method", "speedup_vs", "notes"}
 INTEGER = {"params", "threads"}
-#: decimals written to the CSV, per numeric column
+#: decimals written to the CSV, per numeric column (sizes to the byte, so that a table's rounding to
+#: 10 kB is the same as a notebook's print of the measured size, never a rounding of a rounding)
 DECIMALS = {"precision": 4, "recall": 4, "map50": 4, "map50_95": 4, "accuracy": 4, "f1": 4,
-            "sparsity": 4, "gflops": 4, "size_mb": 4, "gzip_mb": 4, "latency_cpu_ms": 3,
+            "sparsity": 4, "gflops": 4, "size_mb": 6, "gzip_mb": 4, "latency_cpu_ms": 3,
             "latency_cpu_p90_ms": 3, "latency_gpu_ms": 3, "ram_mb": 1, "vram_mb": 1, "fitness": 4,
             "speedup": 3, "speedup_lo": 3, "speedup_hi": 3, "speedup_noise": 3, "pre_ms": 3,
             "infer_ms": 3, "post_ms": 3}

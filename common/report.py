@@ -295,32 +295,66 @@ def plot_quality_size(points: dict[str, tuple[float, float]], metric: str, ax=No
     return drawn
 
 
-def _label_groups(points: list[tuple[float, float]], log: bool, near: float = 0.04) -> list[list[int]]:
-    """Indices of ``points`` (x, y) grouped where they lie within ``near`` of the plot's width and
-    height of the group's first point (x in log when ``log``), so one label can name them all."""
+def _label_groups(points: list[tuple[float, float]], log: bool, near: float = 0.04,
+                  char: float = 0.0, tall: float = 0.0) -> list[list[int]]:
+    """Indices of ``points`` (x, y) grouped so that one label can name each group: a point joins a
+    group when it lies within ``near`` of the plot's width and height of any point of it (x in log
+    when ``log``); then groups whose labels would overlap merge, a label being :func:`_numbers`'s
+    text drawn right of its group's rightmost point, ``char`` of the width per character and
+    ``tall`` of the height (0: labels are not measured)."""
     xs = [math.log10(x) if log else x for x, _ in points]
     ys = [y for _, y in points]
     wx, wy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
-    groups: list[list[int]] = []
-    for i in range(len(points)):
-        for g in groups:
-            j = g[0]
-            if abs(xs[i] - xs[j]) / wx < near and abs(ys[i] - ys[j]) / wy < near:
-                g.append(i)
-                break
-        else:
-            groups.append([i])
-    return groups
+    fx, fy = [(x - min(xs)) / wx for x in xs], [(y - min(ys)) / wy for y in ys]
+    groups: list[list[int]] = [[i] for i in range(len(points))]
+
+    def merge(close) -> None:
+        changed = True
+        while changed:
+            changed = False
+            for a in range(len(groups)):
+                for b in range(a + 1, len(groups)):
+                    if close(groups[a], groups[b]):
+                        groups[a] = sorted(groups[a] + groups.pop(b))
+                        changed = True
+                        break
+                if changed:
+                    break
+
+    merge(lambda g, h: any(abs(fx[i] - fx[j]) < near and abs(fy[i] - fy[j]) < near for i in g for j in h))
+    if char > 0:
+        def box(g):   # (left, right, bottom, top) of a group's label, in fractions of the plot
+            i = max(g, key=lambda k: fx[k])
+            return fx[i] + char, fx[i] + char * (1 + len(_numbers(g))), fy[i], fy[i] + tall
+
+        def overlap(g, h):
+            (l1, r1, b1, t1), (l2, r2, b2, t2) = box(g), box(h)
+            return l1 < r2 and l2 < r1 and b1 < t2 and b2 < t1
+        merge(overlap)
+    return sorted(groups)
+
+
+def _numbers(group: list[int]) -> str:
+    """Point numbers (1-based) of a label: runs of three or more as a range, "1,2,5-9"."""
+    nums, out, k = [i + 1 for i in sorted(group)], [], 0
+    while k < len(nums):
+        j = k
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        out += [f"{nums[k]}-{nums[j]}"] if j - k >= 2 else [str(n) for n in nums[k:j + 1]]
+        k = j + 1
+    return ",".join(out)
 
 
 def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "",
                        colors: Mapping[str, str] | None = None):
     """Quality against the speed-up of every model of one :class:`common.speed.Comparison`
     (``quality``: name -> value of ``metric``), each with its 95 % interval as a bar; points are
-    numbered, fastest first, points that nearly coincide share one label ("2,3"), and the returned
-    key ("1 name", ...) goes in the legend, so labels cannot overlap. ``colors`` (name -> colour)
-    marks kinds of model; the reference is a black star, its quality the dashed line, 1x the thin
-    vertical one."""
+    numbered fastest first, models that share a rank (:meth:`~common.speed.Comparison.groups`: no
+    measurable difference, paired) say so in the key ("3 b (= 2)"), points whose labels would
+    overlap share one label ("5-11"), and the returned key ("1 name", ...) goes in the legend.
+    ``colors`` (name -> colour) marks kinds of model; the reference is a black star, its quality
+    the dashed line, 1x the thin vertical one."""
     import matplotlib.pyplot as plt
 
     names = list(comparison.speeds)
@@ -330,21 +364,30 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     colors = dict(colors or {})
-    order = sorted(names, key=lambda n: -comparison[n].speedup)
+    ref_name = comparison.reference
+    groups = comparison.groups() if len(names) > 1 else []
+    order = [n for g in groups for n in g]
+    order.insert(sum(comparison[n].speedup > comparison[ref_name].speedup for n in order), ref_name)
+    first = {n: g[0] for g in groups for n in g}
     xs = [v for n in names for v in (comparison[n].lo, comparison[n].hi)]
     log = max(xs) / min(xs) > 10     # decades: log, ticks inside the data
     key, handles = [], []
     for k, n in enumerate(order, 1):
         s = comparison[n]
-        ref = n == comparison.reference
+        ref = n == ref_name
         color = "black" if ref else colors.get(n, "tab:blue")
         ax.errorbar(s.speedup, quality[n], xerr=[[s.speedup - s.lo], [s.hi - s.speedup]],
                     fmt="*" if ref else "o", ms=10 if ref else 5, capsize=2, color=color)
-        key.append(f"{k} {n}" + (" (reference: its A/A ratio)" if ref else ""))
+        shared = "" if ref or first[n] == n else f" (= {order.index(first[n]) + 1})"
+        key.append(f"{k} {n}" + (" (reference: its A/A ratio)" if ref else shared))
         handles.append(plt.Line2D([], [], ls="none", marker="*" if ref else "o", color=color, ms=5))
-    for g in _label_groups([(comparison[n].speedup, quality[n]) for n in order], log):
-        ax.annotate(",".join(str(i + 1) for i in g), (comparison[order[g[0]]].speedup, quality[order[g[0]]]),
-                    fontsize=8, xytext=(4, 4), textcoords="offset points")
+    fig = ax.get_figure()
+    width_in = ax.get_position().width * fig.get_figwidth()
+    height_in = ax.get_position().height * fig.get_figheight()
+    points = [(comparison[n].speedup, quality[n]) for n in order]
+    for g in _label_groups(points, log, char=0.065 / width_in, tall=0.13 / height_in):
+        at = max(g, key=lambda i: points[i][0])
+        ax.annotate(_numbers(g), points[at], fontsize=8, xytext=(4, 4), textcoords="offset points")
     ax.axhline(quality[comparison.reference], color="k", ls="--", lw=0.8)
     ax.axvline(1, color="k", lw=0.5)
     if log:
@@ -352,5 +395,6 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
     ax.set(xlabel=f"speed-up × over {comparison.reference}, batch {comparison[comparison.reference].batch} (95 % CI)",
            ylabel=METRIC_LABEL.get(metric, metric), title=title)
     ax.grid(alpha=0.3)
-    ax.legend(handles, key, fontsize=7, loc="best", title="fastest first", title_fontsize=7)
+    ax.legend(handles, key, fontsize=7, loc="best", title="fastest first; (= k): no measurable difference from k",
+              title_fontsize=7)
     return key

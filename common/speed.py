@@ -49,6 +49,8 @@ BOOTSTRAP = 2000
 #: a block lasts at least this long: a fast model gets more calls per block (up to MAX_BLOCK), so that
 #: a sub-millisecond model is not timed in blocks shorter than the scheduler's time slice
 MIN_BLOCK_MS, MAX_BLOCK = 25.0, 200
+#: a model's blocks must last this long in all before what else ran beside them is reported
+MIN_BACKGROUND_S = 0.25
 #: seconds between blocks, so that a runtime's spinning worker threads go idle before the next
 PAUSE_S = 0.005
 #: longer pauses after a block of these runtimes: ONNX Runtime's intra-op threads keep spinning after
@@ -280,8 +282,9 @@ class Background:
         t[2] += steal / hz
 
     def cpus(self) -> dict[str, tuple[float, float]]:
-        """Per model: (other processes' CPUs, steal CPUs), averaged over its blocks."""
-        return {n: (o / w, st / w) for n, (w, o, st) in self.totals.items() if w > 0}
+        """Per model: (other processes' CPUs, steal CPUs), averaged over its blocks; a model whose
+        blocks lasted under :data:`MIN_BACKGROUND_S` in all is left out (``/proc`` counts 10 ms ticks)."""
+        return {n: (o / w, st / w) for n, (w, o, st) in self.totals.items() if w >= MIN_BACKGROUND_S}
 
 
 # --- worker processes, one per runtime -------------------------------------------------------
@@ -502,42 +505,53 @@ class Comparison:
         """Whether ``name`` is measurably faster than the reference in this run."""
         return decision(*_triple(self[name]), self.noise) == "faster"
 
-    def fastest(self, names: Sequence[str] | None = None) -> list[str]:
-        """The fastest of ``names`` (default: every candidate, never the reference) and each other one
-        not measurably slower than it in this run (:meth:`between`), fastest first: a tie stays a tie.
-        When the fastest beats the reference, a co-fastest one must beat the reference too: a tie
-        does not chain a model that is no faster than the reference into the lead."""
+    def groups(self, names: Sequence[str] | None = None) -> list[list[str]]:
+        """``names`` (default every model but the reference) fastest first, in groups that share a
+        rank: a model joins the group before it when it shows no measurable difference from that
+        group's first model (:meth:`tied`, paired in this run) and has the same verdict against the
+        reference. Each model is compared with its group's first, not with its neighbour, so a chain
+        of small steps never makes one tie out of a measurable difference, and a tie never puts a
+        model that is no faster than the reference beside one that is."""
         names = [n for n in (names or self.speeds) if n != self.reference]
         if not names:
             raise SpeedError("no candidate to rank: only the reference was timed")
-        top = max(names, key=lambda n: self[n].speedup)
-        wins = self.beats_reference(top)
-        tied = [n for n in names if n == top or (self.tied(top, n) and (not wins or self.beats_reference(n)))]
-        return sorted(tied, key=lambda n: -self[n].speedup)
+        verdict = {n: decision(*_triple(self[n]), self.noise) for n in names}
+        out: list[list[str]] = []
+        for n in sorted(names, key=lambda n: -self[n].speedup):
+            if out and verdict[out[-1][0]] == verdict[n] and self.tied(out[-1][0], n):
+                out[-1].append(n)
+            else:
+                out.append([n])
+        return out
+
+    def fastest(self, names: Sequence[str] | None = None) -> list[str]:
+        """The first group of :meth:`groups`: the fastest of ``names`` (default: every candidate,
+        never the reference) and every other one not measurably slower than it, fastest first."""
+        return self.groups(names)[0]
 
     def ranking(self, names: Sequence[str] | None = None, note: Callable[[str], str] | None = None) -> str:
-        """``names`` (default every candidate) fastest first, "name 1.92x (1.78-2.04)", and which lead
-        is a tie, with the paired ratio it rests on: "tflite 1.92x (1.78-2.04), onnx 1.88x (1.82-1.97) [no
-        measurable difference between these two, paired in this run: tflite / onnx 1.02x (0.97-1.08)],
-        openvino 1.75x (1.58-1.81)"; ``note(name)`` adds to the parentheses (e.g. quality)."""
-        names = [n for n in (names or self.speeds) if n != self.reference]
-        order = sorted(names, key=lambda n: -self[n].speedup)
-        parts = [f"{n} {self[n].speedup:.2f}x ({self[n].lo:.2f}-{self[n].hi:.2f}{'; ' + note(n) if note else ''})"
-                 for n in order]
-        tied, k = set(self.fastest(order)), 0
-        while k < len(order) and order[k] in tied:
-            k += 1
-        if k > 1:   # the paired ratios the verdict rests on (these intervals against the reference do not decide it)
-            paired = "; ".join(f"{order[0]} / {n} {b.speedup:.2f}x ({b.lo:.2f}-{b.hi:.2f})"
-                               for n in order[1:k] for b in [self.between(order[0], n)])
-            parts[k - 1] += (f" [the first {k}: no measurable difference from the fastest" if k > 2
-                             else " [no measurable difference between these two") + f", paired in this run: {paired}]"
-        for i in range(k, len(order)):   # tied with the fastest, yet no faster than the reference: said, not ranked with it
-            if self.tied(order[0], order[i]):
-                b = self.between(order[0], order[i])
-                parts[i] += (f" [no measurable difference from {order[0]} either, paired in this run: {order[0]} / "
-                             f"{order[i]} {b.speedup:.2f}x ({b.lo:.2f}-{b.hi:.2f}), but not faster than {self.reference}]")
-        return ", ".join(parts)
+        """``names`` (default every candidate) fastest first in :meth:`groups`: "=" joins models that
+        share a rank, ">" separates ranks, and each shared rank ends with the paired ratios it rests on:
+        "tflite 1.92x (1.78-2.04) = onnx 1.88x (1.82-1.97) [paired in this run: tflite / onnx 1.02x
+        (0.97-1.08)] > openvino 1.75x (1.58-1.81)"; ``note(name)`` adds to the parentheses (e.g. quality)."""
+        parts: list[str] = []
+        prev: list[str] = []
+        for group in self.groups(names):
+            text = " = ".join(f"{n} {self[n].speedup:.2f}x ({self[n].lo:.2f}-{self[n].hi:.2f}"
+                              f"{'; ' + note(n) if note else ''})" for n in group)
+            if len(group) > 1:   # the paired ratios the shared rank rests on
+                text += " [paired in this run: " + "; ".join(
+                    f"{group[0]} / {n} {b.speedup:.2f}x ({b.lo:.2f}-{b.hi:.2f})"
+                    for n in group[1:] for b in [self.between(group[0], n)]) + "]"
+            if parts and self.tied(prev[0], group[0]):   # tied with the rank above, yet a different verdict
+                b = self.between(prev[0], group[0])
+                text += (f" [no measurable difference from {prev[0]} either, paired in this run: {prev[0]} / "
+                         f"{group[0]} {b.speedup:.2f}x ({b.lo:.2f}-{b.hi:.2f}), but "
+                         f"{decision(*_triple(self[group[0]]), self.noise).replace('same', 'no different from')}"
+                         f"{' than' if decision(*_triple(self[group[0]]), self.noise) != 'same' else ''} {self.reference}]")
+            parts.append(text)
+            prev = group
+        return " > ".join(parts)
 
     def frame(self) -> "pandas.DataFrame":
         """One row per model: runtime, median / p90 ms, speed-up and interval, verdict (shown whole:
@@ -574,11 +588,21 @@ class Comparison:
         return (f"Timed in one run: {self.rounds} interleaved rounds of {calls} "
                 f"after {self.warmup} warm-up calls each, batch as given, {self.threads} thread{'s' * (self.threads > 1)}, "
                 f"each runtime in its own worker process; speed-up = median over rounds of the "
-                f"reference's time / the model's, 95 % bootstrap interval over rounds; the reference's "
-                f"A/A noise in this run: ±{self.noise * 100:.0f} %. A model is called faster (or slower) only "
+                f"reference's time / the model's, 95 % bootstrap interval over rounds. {self.describe_noise()} "
+                f"A model is called faster (or slower) only "
                 f"when its whole interval lies above {1 + self.noise:.2f}x (or below 1/{1 + self.noise:.2f}); "
                 "otherwise \"no measurable difference\". Absolute times are this machine's at this "
                 "moment: only ratios from one run are compared." + self.describe_background())
+
+    def describe_noise(self) -> str:
+        """The reference's measured A/A interval and the noise band the verdicts use: the larger of
+        that interval's half-width and the course's floor (:data:`MIN_NOISE`)."""
+        ref = self.speeds[self.reference]
+        measured = max(ref.hi - 1, 1 - ref.lo, 0.0)
+        band = (f"the noise band is that, ±{self.noise * 100:.0f} %" if measured >= MIN_NOISE else
+                f"the noise band is the course's floor, ±{self.noise * 100:.0f} %, which is wider")
+        return (f"The reference against itself (A/A) in this run: {ref.speedup:.2f}x, 95 % CI "
+                f"{ref.lo:.2f}-{ref.hi:.2f} (±{measured * 100:.0f} %); {band}.")
 
     def describe_background(self) -> str:
         """What else used the machine while the models ran (empty when it was not measured)."""
@@ -588,7 +612,7 @@ class Comparison:
         busiest = max(other, key=other.get)
         steal = max(st for _, st in self.background.values())
         return (f" Everything else on the machine used {sum(other.values()) / len(other):.2f} CPU on average while "
-                f"the models ran (at most {other[busiest]:.2f}, during {busiest!r}'s blocks)"
+                f"the models ran (at most {other[busiest]:.2f}, during the blocks of {busiest})"
                 + (f"; the hypervisor took up to {steal:.2f} CPU" if steal >= 0.01 else "") + ".")
 
     def update(self, rows: Sequence[dict], *, names: Mapping[str, str] | None = None) -> None:

@@ -107,3 +107,32 @@ def test_largest_step_names_the_step_that_moves_most():
 def test_an_unknown_study_is_refused_before_any_work():
     with pytest.raises(ValueError, match="choose one of"):
         crosscheck._isolated("tensorflow")
+
+
+def test_pinned_opens_ultralytics_runtimes_at_our_threads_and_f32_and_restores_them(tmp_path):
+    import importlib
+
+    import onnxruntime as ort
+    import openvino as ov
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    onnx = tmp_path / "net.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 8, 8), str(onnx), dynamo=False)
+    litert = importlib.import_module("ultralytics.nn.backends.litert")
+    before = (ort.InferenceSession.__init__, ov.Core.compile_model, torch.get_num_threads())
+    with crosscheck.pinned(1):
+        options = ort.SessionOptions()
+        sess = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])   # as ultralytics calls it
+        assert sess.get_session_options().intra_op_num_threads == 1
+        compiled = ov.Core().compile_model(str(onnx), device_name="CPU", config={"PERFORMANCE_HINT": "LATENCY"})
+        assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+        assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in ("f32", "<Type: 'float32'>")
+        assert litert.NUM_THREADS == 1 and torch.get_num_threads() == 1
+    assert (ort.InferenceSession.__init__, ov.Core.compile_model, torch.get_num_threads()) == before
+    with pytest.raises(ValueError, match="choose one of"):
+        with crosscheck.pinned(1, precision="int4"):
+            pass
+    with pytest.raises(ValueError, match="threads must be"):
+        with crosscheck.pinned(0):
+            pass

@@ -34,6 +34,17 @@ def test_table_holds_throughput_per_device_and_batch_and_ranks_it():
     assert view.loc["tflite", ("cpu", 1)] == "250 (#1)" and view.loc["tflite", ("cuda", 1)] == ""
 
 
+
+def test_tied_runtimes_share_a_rank_and_ties_do_not_chain():
+    rows = [r("pytorch", "cpu", 1, 10.0), r("onnx", "cpu", 1, 4.2), r("tflite", "cpu", 1, 4.0),
+            r("openvino", "cpu", 1, 4.6)]        # tflite 250, onnx 238 (5 %: tie), openvino 217 (15 %: not)
+    t = ranking.table(rows)
+    assert t.groups(("cpu", 1)) == [["tflite", "onnx"], ["openvino"], ["pytorch"]]
+    assert t.ranks()[("cpu", 1)].tolist() == [4, 1, 1, 3]
+    assert t.view().loc["onnx", ("cpu", 1)] == "238 (#1=)" and t.view().loc["openvino", ("cpu", 1)] == "217 (#3)"
+    assert t.order(("cpu", 1)) == "tflite = onnx > openvino > pytorch"
+
+
 def test_changes_name_a_new_winner_only_outside_the_spread():
     lines = ranking.table(ROWS).changes()
     by_pair = {line.split(":")[0]: line for line in lines}
@@ -127,3 +138,5 @@ def test_a_paired_row_gives_throughputs_in_the_ratio_of_the_paired_speedups():
     assert tp["openvino"] / tp["pytorch"] == pytest.approx(1.6)
     assert tp["pytorch"] == pytest.approx(32 * 1000 / 10.0)
     assert rows[1]["p90_ms"] / rows[1]["median_ms"] == pytest.approx(1.1)
+    assert ranking.paired_throughput(cmp, "openvino") == pytest.approx(tp["openvino"])
+    assert ranking.paired_ms(cmp, "openvino") == pytest.approx(10.0 / 1.6)

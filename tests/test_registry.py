@@ -297,3 +297,12 @@ def test_show_renders_every_cell_with_no_whitespace_between_tags():
     html = report.show(df, ["workload", "name", "accuracy"]).data
     assert "<td>a b</td>" in html and "<td>resnet18</td>" in html and "0.8123" in html
     assert not re.search(r">\s+<", html)
+
+
+def test_a_size_is_stored_to_the_byte_so_its_shown_rounding_is_the_measured_one():
+    from common import registry, report
+
+    true = 25_233_000 / 2 ** 20                      # 24.06406...: a print at 2 decimals says 24.06
+    stored = registry._cell("size_mb", 24.0649604)
+    assert stored == "24.064960" and report._fmt("size_mb", stored) == f"{24.0649604:.2f}" == "24.06"
+    assert report._fmt("size_mb", registry._cell("size_mb", true)) == f"{true:.2f}"

@@ -135,7 +135,7 @@ def test_compare_end_to_end_in_worker_processes(tmp_path, monkeypatch):
     c.update(rows, names={"baseline": "pytorch"})
     assert rows[0]["speedup_vs"] == rows[1]["speedup_vs"] == "baseline"
     assert "speedup" not in rows[2]
-    assert "A/A noise" in c.describe() and set(c.background) == {"pytorch", "onnx"}
+    assert "A/A" in c.describe() and "Everything else" not in c.describe()   # quick blocks: too short to say
     with pytest.raises(KeyError, match="was not timed"):
         c["missing"]
 
@@ -166,11 +166,12 @@ def test_fastest_keeps_a_tie_a_tie_and_never_names_the_reference():
     assert set(c.fastest()) == {"a", "b"} and "r" not in c.fastest()
     assert c.fastest(["b", "slow"]) == ["b"]
     text = c.ranking()
-    assert text.index("slow") > text.index("[no measurable difference between these two, paired in this run: ")
+    assert text.index("slow") > text.index("[paired in this run: ") and text.count(" = ") == 1
+    assert text.count(" > ") == 1 and text.index(" > ") < text.index("slow")
     assert "r " not in text and (" a / b " in text or " b / a " in text)
     assert "; q" in c.ranking(note=lambda n: "q")
     clear = comparison({"r": [10.0] * 8, "a": [2.0] * 8, "b": [5.0] * 8})
-    assert clear.fastest() == ["a"] and "no measurable" not in clear.ranking()
+    assert clear.fastest() == ["a"] and "paired" not in clear.ranking() and clear.ranking().count(" > ") == 1
     with pytest.raises(speed.SpeedError, match="only the reference"):
         comparison({"r": [10.0] * 4}).fastest()
 
@@ -183,13 +184,32 @@ def test_a_tie_does_not_chain_a_model_no_faster_than_the_reference_into_the_lead
                          speed.round_medians(samples, "r"))
     assert c.beats_reference("a") and not c.beats_reference("b") and c.tied("a", "b")
     assert c.fastest() == ["a"]
-    assert "b 1.04x (1.04-1.04) [no measurable difference from a either" in c.ranking()
-    assert "but not faster than r]" in c.ranking()
+    assert c.groups() == [["a"], ["b"]]
+    assert "> b 1.04x (1.04-1.04) [no measurable difference from a either" in c.ranking()
+    assert "but no different from r]" in c.ranking()
+
+
+def test_tied_neighbours_below_the_top_share_a_rank_and_ties_do_not_chain():
+    c = comparison({"r": [10.0] * 8, "a": [2.0] * 8, "b": [5.0, 5.05] * 4, "c": [5.05, 5.0] * 4,
+                    "d": [5.1] * 8, "e": [5.1 * 1.02] * 8})
+    assert c.groups() == [["a"], ["b", "c", "d"], ["e"]]        # e is 1.02x from d but 1.04x from b
+    assert c.ranking().count(" > ") == 2 and " = " in c.ranking()
 
 
 def test_describe_states_the_verdict_rule():
     c = comparison({"r": [10.0] * 4, "a": [5.0] * 4})
     assert "whole interval lies above 1.03x" in c.describe() and "no measurable difference" in c.describe()
+
+
+def test_describe_gives_the_measured_a_a_interval_and_the_floor_apart():
+    quiet = comparison({"r": [10.0] * 8, "a": [5.0] * 8})       # A/A exactly 1: the floor decides
+    assert "1.00x, 95 % CI 1.00-1.00 (±0 %); the noise band is the course's floor, ±3 %" in quiet.describe()
+    ref = [10.0, 10.6, 10.6, 10.0] * 4                            # A/A of 6 %: the measurement decides
+    samples = {"r": [np.array([v]) for v in ref], "a": [np.array([5.0])] * 8}
+    noisy = speed.Comparison(speed.summarize(samples, "r", block=1, threads=1), "r", 8, 1, 0, 1,
+                             speed.round_medians(samples, "r"))
+    assert "(±6 %); the noise band is that, ±6 %" in noisy.describe()
+    assert "above 1.06x" in noisy.describe()
 
 
 def test_time_words_is_the_same_verdict_as_a_time_ratio():
@@ -229,10 +249,20 @@ def test_plot_speed_quality_gives_points_that_nearly_coincide_one_label_and_colo
     fig, ax = plt.subplots()
     key = report.plot_speed_quality(c, {"r": 0.99, "a": 0.95, "b": 0.95, "d": 0.98}, "accuracy", ax=ax,
                                     colors={"a": "tab:red"})
-    assert key == ["1 a", "2 b", "3 d", "4 r (reference: its A/A ratio)"]
+    assert key == ["1 a", "2 b (= 1)", "3 d", "4 r (reference: its A/A ratio)"]   # a and b: no measurable difference
     assert sorted(t.get_text() for t in ax.texts) == ["1,2", "3", "4"]      # a and b share a label
     assert [h.get_color() for h in ax.get_legend().legend_handles] == ["tab:red", "tab:blue", "tab:blue", "black"]
     plt.close(fig)
+
+
+def test_point_labels_that_would_overlap_merge_and_runs_become_ranges():
+    from common import report
+
+    assert report._numbers([0, 1, 2, 3, 6, 8, 9]) == "1-4,7,9,10"
+    # 0 and 1 are far apart as points, but 0's label (right of it) would cover 1's label
+    pts = [(1.0, 0.5), (1.1, 0.5), (3.0, 0.5), (1.0, 0.9)]
+    assert report._label_groups(pts, False) == [[0], [1], [2], [3]]
+    assert report._label_groups(pts, False, char=0.06, tall=0.05) == [[0, 1], [2], [3]]
 
 
 def test_plot_quality_size_draws_seed_means_labels_the_named_and_needs_their_points():
@@ -286,6 +316,8 @@ def test_background_counts_what_else_ran_in_cpus():
     bg = speed.Background()
     bg.add("a", (10.0, 1000, 0, 100), (12.0, 1000 + 3 * hz, hz // 2, 100 + 2 * hz))
     bg.add("a", None, (13.0, 0, 0, 0))                       # no /proc: nothing counted
+    bg.add("short", (10.0, 0, 0, 0), (10.1, 50 * hz, 0, 0))  # 0.1 s of blocks: too short to report
+    assert "short" not in bg.cpus()
     other, steal = bg.cpus()["a"]
     assert other == pytest.approx(0.5) and steal == pytest.approx(0.25, abs=0.01)
     snap = speed.cpu_snapshot(os.getpid())
@@ -297,4 +329,4 @@ def test_describe_says_what_else_used_the_machine():
     c = comparison({"r": [10.0] * 4, "a": [5.0] * 4})
     assert "Everything else" not in c.describe()             # not measured: not mentioned
     c.background = {"r": (0.1, 0.0), "a": (0.9, 0.0)}
-    assert "used 0.50 CPU on average" in c.describe() and "at most 0.90, during 'a'" in c.describe()
+    assert "used 0.50 CPU on average" in c.describe() and "at most 0.90, during the blocks of a)" in c.describe()
