@@ -76,12 +76,12 @@ class Table:
 
     def groups(self, column, among=None) -> list[list[str]]:
         """The runtimes measured in ``column`` (or ``among``), most images/s first, in groups that
-        share a rank: a runtime joins the group before it when it ties (:meth:`_tie`) with that
-        group's first, so small steps never chain into one tie."""
+        share a rank: a runtime joins the group of the one just above it when those two neighbours
+        tie (:meth:`_tie`), as :meth:`common.speed.Comparison.groups` does."""
         col = self.throughput[column].dropna() if among is None else self.throughput.loc[among, column]
         out: list[list[str]] = []
         for n in col.sort_values(ascending=False).index:
-            if out and self._tie(column, out[-1][0], n):
+            if out and self._tie(column, out[-1][-1], n):
                 out[-1].append(n)
             else:
                 out.append([n])

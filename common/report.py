@@ -26,6 +26,15 @@ def signed(x: float, digits: int = 4) -> str:
     return f"{round(x, digits) + 0.0:+.{digits}f}"
 
 
+def drop(baseline: float, value: float, pt: bool = False) -> str:
+    """A quality drop in words, always as a drop (never a signed change whose sign a reader must
+    decode): "2.80 pt below the baseline", "none (0.10 pt above the baseline)" or "none";
+    ``pt``: in percentage points (accuracy), else in the metric's own units to 4 decimals."""
+    d = round((baseline - value) * (100 if pt else 1), 2 if pt else 4)
+    text = f"{abs(d):.{2 if pt else 4}f}{' pt' if pt else ''}"
+    return f"{text} below the baseline" if d > 0 else f"none ({text} above the baseline)" if d < 0 else "none"
+
+
 def _fmt(column: str, value) -> str:
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -350,8 +359,9 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
                        colors: Mapping[str, str] | None = None):
     """Quality against the speed-up of every model of one :class:`common.speed.Comparison`
     (``quality``: name -> value of ``metric``), each with its 95 % interval as a bar; points are
-    numbered fastest first, models that share a rank (:meth:`~common.speed.Comparison.groups`: no
-    measurable difference, paired) say so in the key ("3 b (= 2)"), points whose labels would
+    numbered fastest first, a model that shares its rank with the point above it (:meth:`~common.speed.
+    Comparison.groups`: no measurable difference, paired), or shows none from the reference, says so
+    in the key ("3 b (= 2)"), points whose labels would
     overlap share one label ("5-11"), and the returned key ("1 name", ...) goes in the legend.
     ``colors`` (name -> colour) marks kinds of model; the reference is a black star, its quality
     the dashed line, 1x the thin vertical one."""
@@ -368,7 +378,7 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
     groups = comparison.groups() if len(names) > 1 else []
     order = [n for g in groups for n in g]
     order.insert(sum(comparison[n].speedup > comparison[ref_name].speedup for n in order), ref_name)
-    first = {n: g[0] for g in groups for n in g}
+    above = {b: a for g in groups for a, b in zip(g, g[1:])}   # the neighbour a model shares its rank with
     xs = [v for n in names for v in (comparison[n].lo, comparison[n].hi)]
     log = max(xs) / min(xs) > 10     # decades: log, ticks inside the data
     key, handles = [], []
@@ -378,7 +388,8 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
         color = "black" if ref else colors.get(n, "tab:blue")
         ax.errorbar(s.speedup, quality[n], xerr=[[s.speedup - s.lo], [s.hi - s.speedup]],
                     fmt="*" if ref else "o", ms=10 if ref else 5, capsize=2, color=color)
-        shared = "" if ref or first[n] == n else f" (= {order.index(first[n]) + 1})"
+        like = above.get(n) or (None if ref or comparison.decision(n) != "same" else ref_name)
+        shared = f" (= {order.index(like) + 1})" if like else ""
         key.append(f"{k} {n}" + (" (reference: its A/A ratio)" if ref else shared))
         handles.append(plt.Line2D([], [], ls="none", marker="*" if ref else "o", color=color, ms=5))
     fig = ax.get_figure()
@@ -395,6 +406,6 @@ def plot_speed_quality(comparison, quality, metric: str, ax=None, title: str = "
     ax.set(xlabel=f"speed-up × over {comparison.reference}, batch {comparison[comparison.reference].batch} (95 % CI)",
            ylabel=METRIC_LABEL.get(metric, metric), title=title)
     ax.grid(alpha=0.3)
-    ax.legend(handles, key, fontsize=7, loc="best", title="fastest first; (= k): no measurable difference from k",
+    ax.legend(handles, key, fontsize=7, loc="best", title="fastest first; (= k): no measurable difference from point k",
               title_fontsize=7)
     return key

@@ -501,24 +501,33 @@ class Comparison:
         """Whether two models of this run show no measurable difference (:meth:`between`, :func:`decision`)."""
         return decision(*_triple(self.between(a, b)), self.noise) == "same"
 
+    def decision(self, name: str) -> str:
+        """``name`` against the reference in this run: "faster", "slower" or "same" (:func:`decision`)."""
+        return decision(*_triple(self[name]), self.noise)
+
+    def same_rank(self, a: str, b: str) -> bool:
+        """Whether :meth:`groups` may put ``a`` and ``b`` in one rank: tied (:meth:`tied`) and the
+        same verdict against the reference (the reference's own verdict being "same")."""
+        def verdict(n: str) -> str:
+            return "same" if n == self.reference else decision(*_triple(self[n]), self.noise)
+        return verdict(a) == verdict(b) and self.tied(a, b)
+
     def beats_reference(self, name: str) -> bool:
         """Whether ``name`` is measurably faster than the reference in this run."""
         return decision(*_triple(self[name]), self.noise) == "faster"
 
     def groups(self, names: Sequence[str] | None = None) -> list[list[str]]:
         """``names`` (default every model but the reference) fastest first, in groups that share a
-        rank: a model joins the group before it when it shows no measurable difference from that
-        group's first model (:meth:`tied`, paired in this run) and has the same verdict against the
-        reference. Each model is compared with its group's first, not with its neighbour, so a chain
-        of small steps never makes one tie out of a measurable difference, and a tie never puts a
-        model that is no faster than the reference beside one that is."""
+        rank: a model joins the group of the one just above it when :meth:`same_rank` holds for those
+        two neighbours (no measurable difference, paired in this run, and the same verdict against the
+        reference), so every "=" and ">" rests on one printed pair; the ends of a long group may
+        differ measurably (:meth:`ranking` prints each pair)."""
         names = [n for n in (names or self.speeds) if n != self.reference]
         if not names:
             raise SpeedError("no candidate to rank: only the reference was timed")
-        verdict = {n: decision(*_triple(self[n]), self.noise) for n in names}
         out: list[list[str]] = []
         for n in sorted(names, key=lambda n: -self[n].speedup):
-            if out and verdict[out[-1][0]] == verdict[n] and self.tied(out[-1][0], n):
+            if out and self.same_rank(out[-1][-1], n):
                 out[-1].append(n)
             else:
                 out.append([n])
@@ -526,32 +535,35 @@ class Comparison:
 
     def fastest(self, names: Sequence[str] | None = None) -> list[str]:
         """The first group of :meth:`groups`: the fastest of ``names`` (default: every candidate,
-        never the reference) and every other one not measurably slower than it, fastest first."""
+        never the reference) and the ones tied with it, fastest first."""
         return self.groups(names)[0]
 
     def ranking(self, names: Sequence[str] | None = None, note: Callable[[str], str] | None = None) -> str:
-        """``names`` (default every candidate) fastest first in :meth:`groups`: "=" joins models that
-        share a rank, ">" separates ranks, and each shared rank ends with the paired ratios it rests on:
-        "tflite 1.92x (1.78-2.04) = onnx 1.88x (1.82-1.97) [paired in this run: tflite / onnx 1.02x
-        (0.97-1.08)] > openvino 1.75x (1.58-1.81)"; ``note(name)`` adds to the parentheses (e.g. quality)."""
-        parts: list[str] = []
-        prev: list[str] = []
-        for group in self.groups(names):
-            text = " = ".join(f"{n} {self[n].speedup:.2f}x ({self[n].lo:.2f}-{self[n].hi:.2f}"
-                              f"{'; ' + note(n) if note else ''})" for n in group)
-            if len(group) > 1:   # the paired ratios the shared rank rests on
-                text += " [paired in this run: " + "; ".join(
-                    f"{group[0]} / {n} {b.speedup:.2f}x ({b.lo:.2f}-{b.hi:.2f})"
-                    for n in group[1:] for b in [self.between(group[0], n)]) + "]"
-            if parts and self.tied(prev[0], group[0]):   # tied with the rank above, yet a different verdict
-                b = self.between(prev[0], group[0])
-                text += (f" [no measurable difference from {prev[0]} either, paired in this run: {prev[0]} / "
-                         f"{group[0]} {b.speedup:.2f}x ({b.lo:.2f}-{b.hi:.2f}), but "
-                         f"{decision(*_triple(self[group[0]]), self.noise).replace('same', 'no different from')}"
-                         f"{' than' if decision(*_triple(self[group[0]]), self.noise) != 'same' else ''} {self.reference}]")
-            parts.append(text)
-            prev = group
-        return " > ".join(parts)
+        """``names`` (default every candidate) fastest first, as :meth:`groups`: "=" between two
+        neighbours that share a rank, ">" between ranks, and after a model the paired ratio of it and
+        its upper neighbour wherever the symbol is not plain from the two intervals against the
+        reference (every "=", every ">" whose intervals overlap, and a ">" between a tied pair whose
+        verdicts against the reference differ, with that reason): "tflite 1.92x (1.78-2.04) = onnx
+        1.88x (1.82-1.97) [tflite / onnx 1.02x (0.97-1.08)] > openvino 1.75x (1.58-1.81) [onnx /
+        openvino 1.07x (1.05-1.10)]"; ``note(name)`` adds to the parentheses (e.g. quality)."""
+        def item(n: str) -> str:
+            return f"{n} {self[n].speedup:.2f}x ({self[n].lo:.2f}-{self[n].hi:.2f}{'; ' + note(n) if note else ''})"
+
+        order = [n for g in self.groups(names) for n in g]
+        out = item(order[0])
+        for a, b in zip(order, order[1:]):
+            same = self.same_rank(a, b)
+            out += (" = " if same else " > ") + item(b)
+            tied = self.tied(a, b)
+            if same or tied or self[b].hi >= self[a].lo:
+                p = self.between(a, b)
+                why = ""
+                if tied and not same:   # tied as a pair, yet a different verdict against the reference
+                    d = decision(*_triple(self[b]), self.noise)
+                    why = f": no measurable difference, but {b} is " + (
+                        f"no different from {self.reference}" if d == "same" else f"{d} than {self.reference}")
+                out += f" [{a} / {b} {p.speedup:.2f}x ({p.lo:.2f}-{p.hi:.2f}){why}]"
+        return out
 
     def frame(self) -> "pandas.DataFrame":
         """One row per model: runtime, median / p90 ms, speed-up and interval, verdict (shown whole:

@@ -288,6 +288,13 @@ def test_signed_differences_never_print_minus_zero(x, text):
     assert report.signed(x) == text
 
 
+@pytest.mark.parametrize("baseline, value, pt, text", [
+    (0.8260, 0.7980, True, "2.80 pt below the baseline"), (0.8260, 0.8270, True, "none (0.10 pt above the baseline)"),
+    (0.6577, 0.6335, False, "0.0242 below the baseline"), (0.5, 0.5, False, "none"), (0.5, 0.50001, False, "none")])
+def test_a_drop_is_said_as_a_drop_never_as_a_signed_change(baseline, value, pt, text):
+    assert report.drop(baseline, value, pt) == text
+
+
 def test_show_renders_every_cell_with_no_whitespace_between_tags():
     import pandas as pd
 

@@ -166,12 +166,12 @@ def test_fastest_keeps_a_tie_a_tie_and_never_names_the_reference():
     assert set(c.fastest()) == {"a", "b"} and "r" not in c.fastest()
     assert c.fastest(["b", "slow"]) == ["b"]
     text = c.ranking()
-    assert text.index("slow") > text.index("[paired in this run: ") and text.count(" = ") == 1
+    assert text.index("slow") > text.index(" / b 1.") and text.count(" = ") == 1
     assert text.count(" > ") == 1 and text.index(" > ") < text.index("slow")
-    assert "r " not in text and (" a / b " in text or " b / a " in text)
+    assert not text.startswith("r ") and " r " not in text and ("[a / b " in text or "[b / a " in text)
     assert "; q" in c.ranking(note=lambda n: "q")
     clear = comparison({"r": [10.0] * 8, "a": [2.0] * 8, "b": [5.0] * 8})
-    assert clear.fastest() == ["a"] and "paired" not in clear.ranking() and clear.ranking().count(" > ") == 1
+    assert clear.fastest() == ["a"] and "[" not in clear.ranking() and clear.ranking().count(" > ") == 1
     with pytest.raises(speed.SpeedError, match="only the reference"):
         comparison({"r": [10.0] * 4}).fastest()
 
@@ -184,16 +184,18 @@ def test_a_tie_does_not_chain_a_model_no_faster_than_the_reference_into_the_lead
                          speed.round_medians(samples, "r"))
     assert c.beats_reference("a") and not c.beats_reference("b") and c.tied("a", "b")
     assert c.fastest() == ["a"]
-    assert c.groups() == [["a"], ["b"]]
-    assert "> b 1.04x (1.04-1.04) [no measurable difference from a either" in c.ranking()
-    assert "but no different from r]" in c.ranking()
+    assert c.groups() == [["a"], ["b"]] and not c.same_rank("a", "b") and c.same_rank("b", "r")
+    assert "> b 1.04x (1.04-1.04) [a / b " in c.ranking()
+    assert ": no measurable difference, but b is no different from r]" in c.ranking()
 
 
-def test_tied_neighbours_below_the_top_share_a_rank_and_ties_do_not_chain():
+def test_tied_neighbours_share_a_rank_and_each_symbol_rests_on_its_printed_pair():
     c = comparison({"r": [10.0] * 8, "a": [2.0] * 8, "b": [5.0, 5.05] * 4, "c": [5.05, 5.0] * 4,
                     "d": [5.1] * 8, "e": [5.1 * 1.02] * 8})
-    assert c.groups() == [["a"], ["b", "c", "d"], ["e"]]        # e is 1.02x from d but 1.04x from b
-    assert c.ranking().count(" > ") == 2 and " = " in c.ranking()
+    assert c.groups() == [["a"], ["b", "c", "d", "e"]]          # each neighbour pair within 2 %
+    text = c.ranking()
+    assert text.count(" > ") == 1 and text.count(" = ") == 3 and text.count("[") == 3   # a > b: plain from the intervals
+    assert "[d / e 1.02x" in text
 
 
 def test_describe_states_the_verdict_rule():
@@ -250,6 +252,8 @@ def test_plot_speed_quality_gives_points_that_nearly_coincide_one_label_and_colo
     key = report.plot_speed_quality(c, {"r": 0.99, "a": 0.95, "b": 0.95, "d": 0.98}, "accuracy", ax=ax,
                                     colors={"a": "tab:red"})
     assert key == ["1 a", "2 b (= 1)", "3 d", "4 r (reference: its A/A ratio)"]   # a and b: no measurable difference
+    same = comparison({"r": [10.0] * 8, "a": [2.0] * 8, "b": [10.05, 9.95] * 4})   # b: no different from r
+    assert "2 b (= 3)" in report.plot_speed_quality(same, {"r": 0.9, "a": 0.9, "b": 0.9}, "accuracy", ax=plt.subplots()[1])
     assert sorted(t.get_text() for t in ax.texts) == ["1,2", "3", "4"]      # a and b share a label
     assert [h.get_color() for h in ax.get_legend().legend_handles] == ["tab:red", "tab:blue", "tab:blue", "black"]
     plt.close(fig)
