@@ -502,19 +502,18 @@ class Comparison:
         return decision(*_triple(self.between(a, b)), self.noise) == "same"
 
     def decision(self, name: str) -> str:
-        """``name`` against the reference in this run: "faster", "slower" or "same" (:func:`decision`)."""
-        return decision(*_triple(self[name]), self.noise)
+        """``name`` against the reference in this run: "faster", "slower" or "same" (:func:`decision`;
+        the reference itself: "same")."""
+        return "same" if name == self.reference else decision(*_triple(self[name]), self.noise)
 
     def same_rank(self, a: str, b: str) -> bool:
         """Whether :meth:`groups` may put ``a`` and ``b`` in one rank: tied (:meth:`tied`) and the
         same verdict against the reference (the reference's own verdict being "same")."""
-        def verdict(n: str) -> str:
-            return "same" if n == self.reference else decision(*_triple(self[n]), self.noise)
-        return verdict(a) == verdict(b) and self.tied(a, b)
+        return self.decision(a) == self.decision(b) and self.tied(a, b)
 
     def beats_reference(self, name: str) -> bool:
         """Whether ``name`` is measurably faster than the reference in this run."""
-        return decision(*_triple(self[name]), self.noise) == "faster"
+        return self.decision(name) == "faster"
 
     def groups(self, names: Sequence[str] | None = None) -> list[list[str]]:
         """``names`` (default every model but the reference) fastest first, in groups that share a
@@ -559,7 +558,7 @@ class Comparison:
                 p = self.between(a, b)
                 why = ""
                 if tied and not same:   # tied as a pair, yet a different verdict against the reference
-                    d = decision(*_triple(self[b]), self.noise)
+                    d = self.decision(b)
                     why = f": no measurable difference, but {b} is " + (
                         f"no different from {self.reference}" if d == "same" else f"{d} than {self.reference}")
                 out += f" [{a} / {b} {p.speedup:.2f}x ({p.lo:.2f}-{p.hi:.2f}){why}]"
