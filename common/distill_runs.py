@@ -57,26 +57,53 @@ def student_accuracies(runs: dict[str, dict[int, dict]], kind: str) -> list[floa
     return [r["test"]["accuracy"] for r in runs[kind].values()]
 
 
-def detector_students(td, student_yaml: str | Path, seeds: list[int], out: str | Path, *, epochs: int,
-                      weight: float, box_weight: float, temperature: float) -> dict[str, dict[int, dict]]:
-    """A scratch and a distilled YOLOv8 student from ``student_yaml`` per seed, both trained by
-    ultralytics' trainer with the teacher ``td``'s recipe for ``epochs`` (the distilled one through
-    :func:`common.distill.distillation_trainer` with the imitation weights and temperature).
-    Returns {"scratch" | "kd": {seed: {"variant", "history", "quality"}}}, the students plain
-    (no teacher inside) and scored on test."""
+def _detector_student(td, student_yaml, seed: int, out: Path, name: str, epochs: int, trainer=None) -> dict:
+    """One YOLOv8 student trained by ultralytics' trainer with the teacher's recipe (``trainer``:
+    a distillation trainer, or None for scratch), scored on val and test."""
     from common import distill, env, train, workloads
 
+    extra = {} if trainer is None else {"trainer": trainer}
+    env.seed_everything(seed)
+    hist, model = train.fit_detector(workloads.yolo(student_yaml), td.data, epochs=epochs,
+                                     img_size=td.config.img_size, batch=td.config.batch, lr=td.config.lr,
+                                     seed=seed, project=out / f"yolo-{name}-s{seed}",
+                                     desc=f"student, {name}, seed {seed}", save=False, cache="ram", **extra)
+    v = workloads.variant(td, distill.plain_student(model), out / f"yolo-{name}-s{seed}" / "model")
+    return {"variant": v, "history": hist, "val": workloads.evaluate(v, split="val"), "quality": workloads.evaluate(v)}
+
+
+def detector_students(td, student_yaml: str | Path, seeds: list[int], out: str | Path, *, epochs: int,
+                      weights: list[float], box_ratio: float, temperature: float) -> dict:
+    """KD against scratch for YOLOv8 students built from ``student_yaml``, the imitation weight
+    chosen on val: on ``seeds[0]`` a scratch student and one distilled student per weight of
+    ``weights`` (class-score weight w, box-distribution weight ``box_ratio`` * w, through
+    :func:`common.distill.distillation_trainer`); the weight whose student scores the highest
+    val mAP50-95 (the first of a tie) is kept, and every later seed trains a scratch and a
+    distilled student at that weight. Every student trains ``epochs`` with the teacher ``td``'s
+    recipe and is scored on val and test.
+
+    Returns {"weight": the chosen weight, "sweep": a DataFrame (weight, val mAP50-95) of
+    ``seeds[0]``'s distilled students (their test scores stay unread but the kept one's), "runs": {"scratch" | "kd": {seed: {"variant",
+    "history", "val", "quality"}}}} with the kept students (plain, no teacher inside)."""
+    import pandas as pd
+
+    from common import distill
+
+    if not seeds or not weights:
+        raise ValueError(f"need at least one seed and one weight, got seeds {seeds}, weights {weights}")
     out = Path(out)
-    runs: dict[str, dict[int, dict]] = {"scratch": {}, "kd": {}}
-    for s in seeds:
-        for name in runs:
-            extra = {} if name == "scratch" else {"trainer": distill.distillation_trainer(
-                td.model, weight=weight, box_weight=box_weight, temperature=temperature)}
-            env.seed_everything(s)
-            hist, model = train.fit_detector(workloads.yolo(student_yaml), td.data, epochs=epochs,
-                                             img_size=td.config.img_size, batch=td.config.batch, lr=td.config.lr,
-                                             seed=s, project=out / f"yolo-{name}-s{s}",
-                                             desc=f"student, {name}, seed {s}", save=False, cache="ram", **extra)
-            v = workloads.variant(td, distill.plain_student(model), out / f"yolo-{name}-s{s}" / "model")
-            runs[name][s] = {"variant": v, "history": hist, "quality": workloads.evaluate(v)}
-    return runs
+
+    def trainer(w: float):
+        return distill.distillation_trainer(td.model, weight=w, box_weight=box_ratio * w, temperature=temperature)
+
+    first, rest = seeds[0], list(seeds[1:])
+    runs: dict[str, dict[int, dict]] = {"scratch": {first: _detector_student(td, student_yaml, first, out, "scratch", epochs)},
+                                        "kd": {}}
+    swept = {w: _detector_student(td, student_yaml, first, out, f"kd-w{w:g}", epochs, trainer(w)) for w in weights}
+    chosen = max(weights, key=lambda w: swept[w]["val"]["map50_95"])   # max keeps the first of a tie
+    runs["kd"][first] = swept[chosen]
+    for s in rest:
+        runs["scratch"][s] = _detector_student(td, student_yaml, s, out, "scratch", epochs)
+        runs["kd"][s] = _detector_student(td, student_yaml, s, out, f"kd-w{chosen:g}", epochs, trainer(chosen))
+    sweep = pd.DataFrame([{"weight": w, "val map50_95": r["val"]["map50_95"]} for w, r in swept.items()])
+    return {"weight": chosen, "sweep": sweep, "runs": runs}

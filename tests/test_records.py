@@ -61,27 +61,39 @@ def test_the_twin_methods_say_what_each_file_is():
     assert "cluster-preserving QAT" in cluster_runs.twin_method("tfmot 16 cqat int8")
 
 
-def test_detector_students_train_a_scratch_and_a_distilled_student_per_seed(tmp_path, monkeypatch):
+def test_detector_students_choose_the_weight_on_val_then_pair_every_seed(tmp_path, monkeypatch):
     from common import distill, train, workloads
 
     calls = []
 
     def fake_fit(y, data, *, seed, trainer=None, **kw):
-        calls.append((seed, trainer is not None, kw["epochs"]))
-        return [{"epoch": 1}], f"model-{seed}-{trainer is not None}"
+        calls.append((seed, None if trainer is None else trainer[1]["weight"], kw["epochs"]))
+        return [{"epoch": 1}], (seed, None if trainer is None else trainer[1]["weight"])
+
+    def fake_evaluate(v, split="test"):   # val prefers weight 1, test would prefer weight 4
+        seed, w = v.model
+        score = {None: 0.30, 1.0: 0.40, 4.0: 0.35}[w] if split == "val" else {None: 0.3, 1.0: 0.2, 4.0: 0.5}[w]
+        return {"map50_95": score + seed / 100}
 
     monkeypatch.setattr(train, "fit_detector", fake_fit)
     monkeypatch.setattr(workloads, "yolo", lambda yaml: yaml)
     monkeypatch.setattr(distill, "distillation_trainer", lambda teacher, **kw: ("trainer", kw))
     monkeypatch.setattr(distill, "plain_student", lambda m: m)
     monkeypatch.setattr(workloads, "variant", lambda td, m, out: SimpleNamespace(model=m, out=out))
-    monkeypatch.setattr(workloads, "evaluate", lambda v: {"map50_95": 0.1})
+    monkeypatch.setattr(workloads, "evaluate", fake_evaluate)
     td = SimpleNamespace(model="teacher", data="d.yaml", config=SimpleNamespace(img_size=64, batch=4, lr=0.01))
-    runs = distill_runs.detector_students(td, "student.yaml", [0, 1], tmp_path, epochs=3, weight=2.0,
-                                          box_weight=0.2, temperature=2.0)
-    assert calls == [(0, False, 3), (0, True, 3), (1, False, 3), (1, True, 3)]
-    assert runs["kd"][1]["variant"].model == "model-1-True" and runs["scratch"][0]["quality"] == {"map50_95": 0.1}
-    assert runs["kd"][0]["variant"].out == tmp_path / "yolo-kd-s0" / "model"
+    res = distill_runs.detector_students(td, "student.yaml", [0, 1, 2], tmp_path, epochs=3, weights=[4.0, 1.0],
+                                         box_ratio=0.1, temperature=2.0)
+    assert calls == [(0, None, 3), (0, 4.0, 3), (0, 1.0, 3), (1, None, 3), (1, 1.0, 3), (2, None, 3), (2, 1.0, 3)]
+    assert res["weight"] == 1.0 and list(res["sweep"]["weight"]) == [4.0, 1.0]
+    assert list(res["sweep"].columns) == ["weight", "val map50_95"]           # the sweep shows no test score
+    assert sorted(res["runs"]["kd"]) == sorted(res["runs"]["scratch"]) == [0, 1, 2]
+    assert res["runs"]["kd"][0]["quality"]["map50_95"] == pytest.approx(0.2)
+    assert res["runs"]["kd"][2]["val"]["map50_95"] == pytest.approx(0.42)
+    assert res["runs"]["kd"][1]["variant"].out == tmp_path / "yolo-kd-w1-s1" / "model"
+    with pytest.raises(ValueError, match="at least one seed and one weight"):
+        distill_runs.detector_students(td, "student.yaml", [0], tmp_path, epochs=3, weights=[], box_ratio=0.1,
+                                       temperature=2.0)
 
 
 def test_export_rows_carry_quality_size_speed_and_say_what_was_skipped(monkeypatch):
