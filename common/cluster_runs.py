@@ -104,9 +104,10 @@ def twin_method(name: str) -> str:
 
 
 def twin_rows(runs: dict[str, dict], params: int, input_shape: tuple[int, ...], dataset: str, cqat_note: str, *,
-              threads: int = env.DEFAULT_THREADS, rounds: int = 6):
+              threads: int = env.DEFAULT_THREADS, rounds: int = 20):
     """Registry rows of the Keras twin's TFLite files (``runs`` as :func:`tfmot_sweep` returns them,
-    with the CQAT entry added), measured and timed against the float file in one interleaved run;
+    with the CQAT entry added), measured and timed against the float file in one interleaved run
+    (``rounds``: the course's default, 20; the files are small enough that it costs seconds);
     ``cqat_note`` says how the CQAT model's initialisation was chosen. Returns (rows, the comparison)."""
     from tqdm import tqdm
 

@@ -8,7 +8,7 @@ its tables and its plots; the results READMEs are :mod:`common.summary`'s.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from common import env
 from common.registry import (COLUMNS, DATASET_NOTES, DECIMALS, DISPLAY_DECIMALS, HOMEWORKS, INTEGER, KEY,  # noqa: F401
@@ -33,6 +33,14 @@ def drop(baseline: float, value: float, pt: bool = False) -> str:
     d = round((baseline - value) * (100 if pt else 1), 2 if pt else 4)
     text = f"{abs(d):.{2 if pt else 4}f}{' pt' if pt else ''}"
     return f"{text} below the baseline" if d > 0 else f"none ({text} above the baseline)" if d < 0 else "none"
+
+
+def first_drop(levels: Sequence[float], values: Sequence[float], baseline: float, tol: float) -> float | None:
+    """The knee of a sweep: the first of ``levels`` (in the order given) whose value lies more than
+    ``tol`` below ``baseline``, or None when every level stays within it."""
+    if len(levels) != len(values):
+        raise ValueError(f"{len(levels)} levels but {len(values)} values")
+    return next((lv for lv, v in zip(levels, values) if v < baseline - tol), None)
 
 
 def _fmt(column: str, value) -> str:

@@ -186,7 +186,8 @@ def test_quantized_variants_become_one_row_each_with_their_measurement(monkeypat
 
     def fake_measure(path, shape, **kw):
         seen.append((path, kw["ram"]))
-        return SimpleNamespace(row=lambda: {"size_mb": 2.0, "latency_cpu_ms": 1.0, "notes": "measured"})
+        return SimpleNamespace(row=lambda: {"size_mb": 2.0, "latency_cpu_ms": 1.0,
+                                            "notes": "cpu: paired comparison (common.speed), batch 1; measured"})
 
     monkeypatch.setattr(measure, "measure", fake_measure)
     runs = quantize_runs.Variants({"resnet18": bl})
@@ -196,6 +197,7 @@ def test_quantized_variants_become_one_row_each_with_their_measurement(monkeypat
     rows, measured = quantize_runs.measured_rows(runs, threads=2, warmup=1, repeats=2)
     assert [r["name"] for r in rows] == ["fp32 pytorch", "int8 onnx calib 8", "fp16 cuda"]
     assert seen == [("a.pt", True), ("b.onnx", False)] and set(measured) == {("resnet18", "fp32 pytorch"), ("resnet18", "int8 onnx calib 8")}
-    assert rows[0]["params"] == 123 and rows[0]["size_mb"] == 2.0 and rows[0]["notes"] == "measured" and rows[0]["dataset"] == "digits"
-    assert rows[1]["notes"].startswith("not timed: the same int8 graph") and rows[1]["notes"].endswith("; measured")
+    assert rows[0]["params"] == 123 and rows[0]["size_mb"] == 2.0 and rows[0]["dataset"] == "digits"
+    assert rows[0]["notes"] == "cpu: paired comparison (common.speed), batch 1; measured"   # timed in the paired run
+    assert rows[1]["notes"] == "not timed: the same int8 graph as int8 onnx, only the calibration differs; measured"
     assert rows[2]["notes"] == "skipped: no CUDA" and "size_mb" not in rows[2]   # an unmeasured variant says why, with no figure

@@ -295,6 +295,16 @@ def test_a_drop_is_said_as_a_drop_never_as_a_signed_change(baseline, value, pt, 
     assert report.drop(baseline, value, pt) == text
 
 
+def test_the_knee_of_a_sweep_is_the_first_level_past_the_tolerance():
+    levels = [0.05, 0.1, 0.5, 0.9]
+    assert report.first_drop(levels, [0.6328, 0.6301, 0.6365, 0.5644], 0.6577, 0.01) == 0.05   # a fine-tune that costs
+    assert report.first_drop(levels, [0.827, 0.826, 0.818, 0.661], 0.826, 0.01) == 0.9
+    assert report.first_drop(levels, [0.826] * 4, 0.826, 0.01) is None
+    assert report.first_drop([0.9, 0.1], [0.1, 0.9], 0.826, 0.01) == 0.9                     # the order given, not sorted
+    with pytest.raises(ValueError, match="4 levels but 3 values"):
+        report.first_drop(levels, [0.8] * 3, 0.826, 0.01)
+
+
 def test_show_renders_every_cell_with_no_whitespace_between_tags():
     import pandas as pd
 
