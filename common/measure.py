@@ -49,6 +49,10 @@ class Measurement:
                 "threads": self.threads, "notes": "; ".join(self.notes)}
 
 
+#: how a row timed in a paired run (``cpu=False`` below) notes it; a row left out of that run drops it
+PAIRED_NOTE = "cpu: paired comparison"
+
+
 def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int = env.DEFAULT_THREADS,
             warmup: int = 10, repeats: int = 100, max_seconds: float = 20.0, ram: bool = True,
             gpu: bool = True, label: str = "", cpu: bool = True) -> Measurement:
@@ -84,7 +88,7 @@ def measure(artifact: str | Path, input_shape: tuple[int, ...], *, threads: int 
         notes = [f"cpu: median of {cpu_stats.repeats} runs after {warmup} warm-up, batch {input_shape[0]}"
                  + (f" (quick timing: {QUICK_TIMING_ENV} is set)" if quick else "")]
     else:
-        cpu_stats, notes = None, [f"cpu: paired comparison (common.speed), batch {input_shape[0]}"]
+        cpu_stats, notes = None, [f"{PAIRED_NOTE} (common.speed), batch {input_shape[0]}"]
     env.set_threads(threads_before)  # the caller's count (a runtime may change it on load, the timing above did)
     if ram and quick:
         ram_stats = memory.MemoryStats(float("nan"), float("nan"), None, runs=0)

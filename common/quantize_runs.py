@@ -52,10 +52,6 @@ class Variants(dict):
         return self[workload, name]["quality"][PRIMARY[workload]]
 
 
-#: the measurement note a row outside the paired timing run drops (:func:`common.measure.measure`, ``cpu=False``)
-UNTIMED_DROPS = "cpu: paired comparison"
-
-
 def measured_rows(runs: Variants, *, threads: int, warmup: int, repeats: int,
                   ram: Sequence[str] = ("fp32 pytorch", "int8 openvino")) -> tuple[list[dict], dict]:
     """Every variant of ``runs`` measured (file size, batch-1 latency; peak RAM in a fresh process
@@ -82,7 +78,7 @@ def measured_rows(runs: Variants, *, threads: int, warmup: int, repeats: int,
                                                     repeats=repeats, cpu=False, ram=name in ram, label=f"{w} {name}")
             fig = m.row()
             if "calib" in name:   # left out of the paired timing run, so its note must not name one
-                fig["notes"] = "; ".join(n for n in fig["notes"].split("; ") if not n.startswith(UNTIMED_DROPS))
+                fig["notes"] = "; ".join(n for n in fig["notes"].split("; ") if not n.startswith(measure.PAIRED_NOTE))
             rows.append(registry.row(*key, r["quality"], base, fig, notes=[
                 "not timed: the same int8 graph as int8 onnx, only the calibration differs" if "calib" in name else ""]))
     return rows, measured
