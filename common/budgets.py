@@ -249,13 +249,15 @@ def misses(table) -> str:
     if not n:
         return ""
     return (f"{n} row(s) over a budget the course expects them to miss (❌ known miss, the reason in the claim "
-            "column): reported here, not asserted; a miss nobody expected fails the run.")
+            "its row points to): reported here, not asserted; a miss nobody expected fails the run.")
 
 
 def show(table, budgeted_only: bool = False):
     """The targets table as the notebooks show it (deterministic HTML, like ``report.show``).
     ``budgeted_only``: leave out the rows without a budget (references, controls, sweep points), and
     say how many were left out; a notebook with a long sweep shows its claims, not every point."""
+    import html as html_mod
+
     from IPython.display import HTML
 
     left_out = 0
@@ -266,6 +268,7 @@ def show(table, budgeted_only: bool = False):
     for c in ("value", "baseline", "drop"):
         t[c] = t[c].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
     t["budget"] = t["budget"].map(lambda v: "" if v is None or v != v else f"≤ {v:g}")
+    t, notes = _footnotes(t, ("status", "claim"))
     html = t.to_html(index=False, border=0, classes="nnc-budgets")
     style = ("<style>.nnc-budgets td,.nnc-budgets th{padding:2px 8px;text-align:left}"
              ".nnc-budgets td:nth-child(n+4):nth-child(-n+7){text-align:right}</style>")
@@ -273,4 +276,26 @@ def show(table, budgeted_only: bool = False):
     if left_out:
         note = (note + " " if note else "") + (f"{left_out} rows without a budget (references, controls, sweep points) "
                                               "are not shown here; every row is in results/experiments.csv.")
-    return HTML(style + html + (f"<p>{note}</p>" if note else ""))
+    listed = "".join(f"<br>[{i}] {html_mod.escape(text)}" for i, text in enumerate(notes, 1))
+    return HTML(style + html + (f"<p>{note}</p>" if note else "") + (f"<p>Claims and purposes:{listed}</p>" if notes else ""))
+
+
+def _footnotes(t, columns: Sequence[str], longer_than: int = 24):
+    """``t`` with every text longer than ``longer_than`` characters in ``columns`` (a status other
+    than within / over / known miss: a purpose) replaced by "[n]",
+    and the texts, numbered in order of first appearance: a claim shared by many rows is written
+    once under the table instead of on every row."""
+    notes: list[str] = []
+
+    def mark(v):
+        if not isinstance(v, str) or len(v) <= longer_than or v in (WITHIN, OVER, KNOWN_MISS):
+            return v
+        if v not in notes:
+            notes.append(v)
+        return f"[{notes.index(v) + 1}]"
+
+    t = t.copy()
+    for c in columns:
+        if c in t:
+            t[c] = t[c].map(mark)
+    return t, notes

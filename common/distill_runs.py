@@ -57,14 +57,18 @@ def student_accuracies(runs: dict[str, dict[int, dict]], kind: str) -> list[floa
     return [r["test"]["accuracy"] for r in runs[kind].values()]
 
 
-def _detector_student(td, student_yaml, seed: int, out: Path, name: str, epochs: int, trainer=None) -> dict:
-    """One YOLOv8 student trained by ultralytics' trainer with the teacher's recipe (``trainer``:
-    a distillation trainer, or None for scratch), scored on val and test."""
-    from common import distill, env, train, workloads
+def _detector_student(td, student_yaml, seed: int, out: Path, name: str, epochs: int, kd: dict | None = None) -> dict:
+    """One YOLOv8 student trained by ultralytics' trainer with the teacher's recipe (``kd``: the
+    :func:`common.distill.distillation_trainer` settings, or None for scratch), scored on val and
+    test. Runs in this process or in a :mod:`common.workers` process (one tick per epoch)."""
+    from common import distill, env, train, workers, workloads
 
-    extra = {} if trainer is None else {"trainer": trainer}
+    extra = {} if kd is None else {"trainer": distill.distillation_trainer(td.model, **kd)}
     env.seed_everything(seed)
-    hist, model = train.fit_detector(workloads.yolo(student_yaml), td.data, epochs=epochs,
+    yolo = workloads.yolo(student_yaml)
+    if hasattr(yolo, "add_callback"):
+        yolo.add_callback("on_train_epoch_end", lambda trainer: workers.tick())
+    hist, model = train.fit_detector(yolo, td.data, epochs=epochs,
                                      img_size=td.config.img_size, batch=td.config.batch, lr=td.config.lr,
                                      seed=seed, project=out / f"yolo-{name}-s{seed}",
                                      desc=f"student, {name}, seed {seed}", save=False, cache="ram", **extra)
@@ -73,7 +77,8 @@ def _detector_student(td, student_yaml, seed: int, out: Path, name: str, epochs:
 
 
 def detector_students(td, student_yaml: str | Path, seeds: list[int], out: str | Path, *, epochs: int,
-                      weights: list[float], box_ratio: float, temperature: float) -> dict:
+                      weights: list[float], box_ratio: float, temperature: float, workers: int = 1,
+                      threads: int = 1) -> dict:
     """KD against scratch for YOLOv8 students built from ``student_yaml``, the imitation weight
     chosen on val: on ``seeds[0]`` a scratch student and one distilled student per weight of
     ``weights`` (class-score weight w, box-distribution weight ``box_ratio`` * w, through
@@ -82,28 +87,51 @@ def detector_students(td, student_yaml: str | Path, seeds: list[int], out: str |
     distilled student at that weight. Every student trains ``epochs`` with the teacher ``td``'s
     recipe and is scored on val and test.
 
+    ``workers`` > 1 trains that many students at a time in :mod:`common.workers` processes of
+    ``threads`` threads each (one progress bar over every epoch); 1 trains them here, one after
+    another, each with its own bar.
+
     Returns {"weight": the chosen weight, "sweep": a DataFrame (weight, val mAP50-95) of
     ``seeds[0]``'s distilled students (their test scores stay unread but the kept one's), "runs": {"scratch" | "kd": {seed: {"variant",
     "history", "val", "quality"}}}} with the kept students (plain, no teacher inside)."""
     import pandas as pd
+    from tqdm import tqdm
 
-    from common import distill
+    from common import workers as pool
 
+    pool.check_workers(workers)
     if not seeds or not weights:
         raise ValueError(f"need at least one seed and one weight, got seeds {seeds}, weights {weights}")
     out = Path(out)
-
-    def trainer(w: float):
-        return distill.distillation_trainer(td.model, weight=w, box_weight=box_ratio * w, temperature=temperature)
-
     first, rest = seeds[0], list(seeds[1:])
-    runs: dict[str, dict[int, dict]] = {"scratch": {first: _detector_student(td, student_yaml, first, out, "scratch", epochs)},
-                                        "kd": {}}
-    swept = {w: _detector_student(td, student_yaml, first, out, f"kd-w{w:g}", epochs, trainer(w)) for w in weights}
-    chosen = max(weights, key=lambda w: swept[w]["val"]["map50_95"])   # max keeps the first of a tie
-    runs["kd"][first] = swept[chosen]
-    for s in rest:
-        runs["scratch"][s] = _detector_student(td, student_yaml, s, out, "scratch", epochs)
-        runs["kd"][s] = _detector_student(td, student_yaml, s, out, f"kd-w{chosen:g}", epochs, trainer(chosen))
-    sweep = pd.DataFrame([{"weight": w, "val map50_95": r["val"]["map50_95"]} for w, r in swept.items()])
+
+    def job(seed: int, name: str, w: float | None = None) -> dict:
+        kd = None if w is None else {"weight": w, "box_weight": box_ratio * w, "temperature": temperature}
+        return {"td": td, "student_yaml": student_yaml, "seed": seed, "out": out, "name": name, "epochs": epochs, "kd": kd}
+
+    # phase 1 needs no choice: seed 0's students (distilled first, the longest) and every later
+    # seed's scratch student; phase 2: the later seeds' distilled students at the chosen weight
+    phase1 = {("kd", first, w): job(first, f"kd-w{w:g}", w) for w in weights}
+    phase1[("scratch", first, None)] = job(first, "scratch")
+    if workers == 1:   # one after another, in seed order, as a reader follows them
+        phase1 = {k: phase1[k] for k in [("scratch", first, None), *[("kd", first, w) for w in weights]]}
+    else:
+        phase1.update({("scratch", s, None): job(s, "scratch") for s in rest})
+    total = epochs * (len(weights) + 1 + 2 * len(rest))
+    bar = tqdm(total=total, desc=f"detector students ({workers} processes x {threads} thread)", unit="epoch") if workers > 1 else None
+    try:
+        done = pool.run(_detector_student, phase1, workers=workers, threads=threads, bar=bar)
+        chosen = max(weights, key=lambda w: done["kd", first, w]["val"]["map50_95"])   # max keeps the first of a tie
+        phase2 = {}
+        for s in rest:
+            if workers == 1:
+                phase2[("scratch", s, None)] = job(s, "scratch")
+            phase2[("kd", s, chosen)] = job(s, f"kd-w{chosen:g}", chosen)
+        done.update(pool.run(_detector_student, phase2, workers=workers, threads=threads, bar=bar))
+    finally:
+        if bar is not None:
+            bar.close()
+    runs: dict[str, dict[int, dict]] = {"scratch": {s: done["scratch", s, None] for s in seeds},
+                                        "kd": {s: done["kd", s, chosen] for s in seeds}}
+    sweep = pd.DataFrame([{"weight": w, "val map50_95": done["kd", first, w]["val"]["map50_95"]} for w in weights])
     return {"weight": chosen, "sweep": sweep, "runs": runs}

@@ -98,7 +98,7 @@ def _check_range(name: str, value: Any) -> None:
     nums = _numbers(value)
     if name in ("SEED", "SEEDS", "WARMUP"):
         bad, rule = [v for v in nums if v < 0], ">= 0"
-    elif name in ("THREADS", "REPEATS", "BATCH", "CALIBRATION") or name.endswith("_IMAGES"):
+    elif name in ("THREADS", "REPEATS", "BATCH", "CALIBRATION") or name.endswith(("_IMAGES", "_WORKERS")):
         bad, rule = [v for v in nums if v < 1], ">= 1"
     elif "EPOCHS" in name or name == "LR" or name.endswith("_LR"):
         bad, rule = [v for v in nums if v <= 0], "> 0"

@@ -51,17 +51,28 @@ def sensitivity_scan(bl, groups: dict[str, list[str]], sparsity: float, metric: 
     return ref, drops
 
 
+#: :func:`unstructured_sweep`'s key of its control: nothing pruned, the same fine-tune
+CONTROL = ("control", 0.0, True)
+
+
 def unstructured_sweep(bl, sparsities: list[float], *, seed: int, desc: str = "", **finetune_kwargs
                        ) -> tuple[dict, dict]:
     """Global and local L1 magnitude pruning of ``bl``'s model at every sparsity, scored as they
     are, and the global one again after :func:`finetune` (``finetune_kwargs``) with its masks
     attached, so pruned weights stay zero. Returns ({(scope, sparsity, fine_tuned): metrics and
-    the measured "sparsity"}, {sparsity: the fine-tuned global model, masks attached})."""
+    the measured "sparsity"}, {sparsity: the fine-tuned global model, masks attached}); the first
+    dict also holds the control ``CONTROL``: the same fine-tune of the unpruned model, which says
+    what the fine-tune alone does to the metric."""
+    import copy
+
     from tqdm import tqdm
 
     from common import size, workloads
 
     scores, masked = {}, {}
+    ctrl = copy.deepcopy(bl.model)
+    finetune(bl, ctrl, seed=seed, **finetune_kwargs)
+    scores[CONTROL] = {**workloads.evaluate(bl, ctrl), "sparsity": size.sparsity(ctrl)}
     for s in tqdm(sparsities, desc=desc or f"{bl.config.workload} sweep"):
         for scope in ("local", "global"):
             pruned = pruning.prune_unstructured(bl.model, s, scope)
@@ -192,6 +203,51 @@ def criteria_over_seeds(bl, criteria: list[str], ratio: float, seeds: list[int],
     return out
 
 
+def dense_smaller(bl, width: int, epochs: int, seeds: list[int]) -> dict[int, dict]:
+    """The control of pruning at equal FLOPs (the classifier): a dense ResNet-18 with ``width``
+    channels in its first stage (:func:`common.distill.build_student_resnet`; width 32 is the
+    64-wide baseline with half of every layer's channels, the shape L1 50 % cuts it to) trained
+    from scratch on ``bl``'s data with ``bl``'s recipe for ``epochs``, once per seed, on
+    :data:`common.workloads.TRAIN_THREADS` threads. Trained once per machine and kept in the
+    machine-wide cache like the hw1 baselines, keyed by the baseline, width, epochs, seed and the
+    training code. Returns {seed: {"model", "quality" (test), "history", "cached"}}."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from common import distill, env, files, workloads
+
+    if bl.config.workload != "resnet18":
+        raise ValueError(f"a dense smaller control is built for resnet18 only, not {bl.config.workload}")
+    if not (isinstance(width, int) and 1 <= width < 64) or not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"need 1 <= width < 64 (the baseline's) and epochs >= 1, got width {width!r}, epochs {epochs!r}")
+    code = hashlib.sha1(Path(distill.__file__).read_bytes()).hexdigest()[:6]
+    root = (env.shared_cache_dir() or env.artifacts_dir()) / "dense-smaller"
+    out, before = {}, torch.get_num_threads()
+    for s in tqdm(seeds, desc=f"dense width-{width} ResNet-18, {epochs} epochs, over seeds"):
+        path = root / f"{bl.config.key()}-w{width}-e{epochs}-s{s}-{workloads.training_fingerprint()}-{code}.pt"
+        cached = path.exists()
+        if cached:
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            model, history = saved["model"].eval(), saved["history"]
+        else:
+            env.set_threads(workloads.TRAIN_THREADS)
+            try:
+                run = distill.train_student_resnet(bl.data, width=width, epochs=epochs, lr=bl.config.lr,
+                                                   batch=bl.config.batch, seed=s)
+            finally:
+                env.set_threads(before)
+            model, history = run["model"].eval(), run["history"]
+            with files.atomic(path) as tmp:
+                torch.save({"model": model, "history": history, "threads": workloads.TRAIN_THREADS,
+                            "versions": json.dumps(env.versions(), sort_keys=True)}, tmp)
+        out[s] = {"model": model, "quality": workloads.evaluate(bl, model), "history": history, "cached": cached}
+    return out
+
+
 def final_model(bl, out, *, ratio: float, criterion: str, epochs: float, seed: int, metric: str,
                 reference: str, threads: int = 2, warmup: int = 10, repeats: int = 50) -> dict:
     """The chosen channel-pruned model: ``ratio`` of the channels cut by ``criterion``, ``epochs`` of
@@ -251,6 +307,8 @@ def registry_rows(bl, base: dict, sweep: dict, sizes: dict, sparse, nonuniform: 
     dense = {"params": base["params"], "gflops": base["gflops"], "threads": threads}
     rows = []
     for (scope, s, ft), r in sweep.items():
+        if (scope, s, ft) == CONTROL:   # the fine-tune alone: read in the notebook, not a compressed model
+            continue
         name, method = f"unstructured {scope} {s:.2f}{' ft' if ft else ''}", f"L1 magnitude, {scope}" + (" + fine-tune" if ft else "")
         if scope == "global" and ft:
             z = sizes[s]

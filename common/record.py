@@ -21,12 +21,13 @@ class Model(NamedTuple):
 
 def measured_rows(homework: str, bl, models: Mapping[str, Model], reference: str, *,
                   ram: set[str] | None = None, notes: Mapping[str, str] | None = None,
-                  threads: int = env.DEFAULT_THREADS, rounds: int = 8):
+                  threads: int = env.DEFAULT_THREADS, rounds: int | None = None):
     """Measure ``models`` (by registry name) of ``bl``'s workload, time them against
     ``models[reference]``, and return (rows, {name: Measurement}, the speed comparison).
 
     Peak RAM is measured for the names in ``ram`` (all when None; the others note that they were
-    not); ``notes`` adds a note to a row by name."""
+    not); ``notes`` adds a note to a row by name. ``rounds``: interleaved timing rounds
+    (:data:`common.speed.ROUNDS` unless given, the course's count everywhere)."""
     from tqdm import tqdm
 
     from common import data, measure, registry, speed

@@ -43,6 +43,16 @@ def first_drop(levels: Sequence[float], values: Sequence[float], baseline: float
     return next((lv for lv, v in zip(levels, values) if v < baseline - tol), None)
 
 
+def first_within(levels: Sequence[float], values: Sequence[float], baseline: float, tol: float) -> float | None:
+    """The cheapest setting that holds: the first of ``levels`` (in the order given, cheapest
+    first, e.g. fewest calibration images or clusters) whose value lies within ``tol`` of
+    ``baseline`` (above it counts as within), or None when none does. The knee of a sweep whose
+    quality rises with the level, the counterpart of :func:`first_drop`."""
+    if len(levels) != len(values):
+        raise ValueError(f"{len(levels)} levels but {len(values)} values")
+    return next((lv for lv, v in zip(levels, values) if v >= baseline - tol), None)
+
+
 def _fmt(column: str, value) -> str:
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -201,11 +211,25 @@ PARETO_X = {"speedup": "speed-up × over the PyTorch baseline, batch 1, each row
 METRIC_LABEL = {"accuracy": "accuracy (fraction of test images)", "map50_95": "mAP50-95 (0-1)"}
 
 
+def _tick_limits(lo: float, hi: float, subs: Sequence[float]) -> tuple[float, float] | None:
+    """The nearest ticks (``subs`` per decade) at or beyond ``lo`` and ``hi``, or None for limits
+    a log axis cannot take."""
+    if not 0 < lo < hi:
+        return None
+    ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2) for m in subs]
+    return max(t for t in ticks if t <= lo * (1 + 1e-9)), min(t for t in ticks if t >= hi * (1 - 1e-9))
+
+
 def log_x(ax) -> None:
-    """A log x axis whose ticks (1, 2, 5 per decade, plain numbers) fall inside the data."""
+    """A log x axis with plain-number ticks at 1, 2 and 5 per decade. Call it after plotting: the
+    limits widen to the nearest such tick on each side, so every point lies between labelled
+    ticks (points at 5.2 and 11.7 MB get 5, 10 and 20, not a lone 10)."""
     from matplotlib import ticker
 
     ax.set_xscale("log")
+    lims = _tick_limits(*ax.get_xlim(), (1.0, 2.0, 5.0))
+    if lims:
+        ax.set_xlim(*lims)
     ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -222,11 +246,9 @@ def log_y(ax) -> None:
     from matplotlib import ticker
 
     ax.set_yscale("log")
-    lo, hi = ax.get_ylim()
-    if 0 < lo < hi:
-        ticks = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
-                 for m in LOG_SUBS]
-        ax.set_ylim(max(t for t in ticks if t <= lo * (1 + 1e-9)), min(t for t in ticks if t >= hi * (1 - 1e-9)))
+    lims = _tick_limits(*ax.get_ylim(), LOG_SUBS)
+    if lims:
+        ax.set_ylim(*lims)
     ax.yaxis.set_major_locator(ticker.LogLocator(subs=LOG_SUBS))
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())

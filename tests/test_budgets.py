@@ -105,3 +105,9 @@ def test_the_budget_table_can_leave_out_rows_without_a_budget_and_says_how_many(
     assert len(short) < len(full) and f"{unbudgeted} rows without a budget" in short
     assert "rows without a budget" not in full
     assert short.count("<tr>") == len(table) - unbudgeted        # every budgeted row (the header row has a style)
+    import html
+
+    long = {c for c in table["claim"].tolist() + table["status"].tolist()
+            if len(c) > 24 and c not in (budgets.WITHIN, budgets.OVER, budgets.KNOWN_MISS)}
+    assert long and all(full.count(html.escape(text)) == 1 for text in long)   # each long claim written once, under the table
+    assert "<td>[1]</td>" in full and "Claims and purposes:<br>[1] " in full

@@ -14,6 +14,7 @@ LR = 0.05
 TEMPERATURES = [2.0, 4.0]
 FT_EPOCHS = {"resnet18": 1, "yolov8n": 0.5}
 TRAIN_IMAGES = 600
+DET_WORKERS = 2
 NAME = "l1"
 BENCHMARK = True
 """
@@ -55,6 +56,7 @@ def test_the_defaults_pass_and_come_back(notebook):
     ({"FT_EPOCHS": {"resnet18": 0, "yolov8n": 0.5}}, r"parameter FT_EPOCHS must be > 0"),
     ({"FT_EPOCHS": {"resnet18": "1"}}, r"parameter FT_EPOCHS\['resnet18'\] must be an int"),
     ({"TRAIN_IMAGES": 0}, r"parameter TRAIN_IMAGES must be >= 1"),
+    ({"DET_WORKERS": 0}, r"parameter DET_WORKERS must be >= 1"),
     ({"NAME": 3}, r"parameter NAME must be a string"),
     ({"WORKLOADS": ["bert"]}, r"parameter WORKLOADS: unknown workloads \['bert'\]; valid: \['resnet18', 'yolov8n'\]"),
     ({"WORKLOADS": []}, r"parameter WORKLOADS: unknown workloads \(none given\)"),

@@ -20,7 +20,9 @@ def bl(tmp_path_factory):
 
 def test_the_unstructured_sweep_scores_both_scopes_and_keeps_the_fine_tuned_zeros(bl):
     scores, masked = pruning_runs.unstructured_sweep(bl, [0.5, 0.9], seed=0, images=64)
-    assert set(scores) == {(sc, s, ft) for s in (0.5, 0.9) for sc, ft in (("local", False), ("global", False), ("global", True))}
+    assert set(scores) == {(sc, s, ft) for s in (0.5, 0.9) for sc, ft in (("local", False), ("global", False), ("global", True))} | {
+        pruning_runs.CONTROL}
+    assert scores[pruning_runs.CONTROL]["sparsity"] < 0.01                     # the control: fine-tuned, nothing pruned
     for (scope, s, ft), r in scores.items():
         assert abs(r["sparsity"] - s) < 1e-2 and 0 <= r["accuracy"] <= 1
     assert set(masked) == {0.5, 0.9} and abs(size.sparsity(pruning.finalized(masked[0.9])) - 0.9) < 1e-2
@@ -65,3 +67,16 @@ def test_the_final_pruned_model_reloads_exports_and_is_timed_against_the_baselin
         assert r["diff"] <= 1e-3 and abs(r["quality"]["accuracy"] - got["runs"]["pytorch"]["quality"]["accuracy"]) < 2e-3
         assert r["m"].row()["size_mb"] > 0
     assert set(got["speed"].speeds) == {"base", "baseline onnx", "pytorch", "onnx", "openvino"}
+
+
+def test_the_dense_smaller_control_trains_once_per_machine_then_comes_from_the_cache(bl, tmp_path, monkeypatch):
+    monkeypatch.setenv("NNC_SHARED_CACHE", str(tmp_path / "cache"))
+    first = pruning_runs.dense_smaller(bl, 4, 1, [0, 1])
+    again = pruning_runs.dense_smaller(bl, 4, 1, [0, 1])
+    assert [r["cached"] for r in first.values()] == [False, False] and [r["cached"] for r in again.values()] == [True, True]
+    assert pruning.identical(first[1]["model"], again[1]["model"]) and first[1]["quality"] == again[1]["quality"]
+    assert not pruning.identical(first[0]["model"], first[1]["model"])            # each seed its own model
+    assert first[0]["model"].conv1.out_channels == 4 and len(list((tmp_path / "cache" / "dense-smaller").glob("*.pt"))) == 2
+    for width, epochs in ((64, 1), (0, 1), (4, 0)):
+        with pytest.raises(ValueError, match="need 1 <= width < 64"):
+            pruning_runs.dense_smaller(bl, width, epochs, [0])

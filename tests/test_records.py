@@ -96,6 +96,28 @@ def test_detector_students_choose_the_weight_on_val_then_pair_every_seed(tmp_pat
                                        temperature=2.0)
 
 
+def test_detector_students_in_parallel_train_what_needs_no_choice_first(tmp_path, monkeypatch):
+    from common import workers
+
+    phases = []
+
+    def fake_run(fn, jobs, *, workers, threads, bar):   # records each phase's jobs, in submission order
+        phases.append((list(jobs), workers, threads))
+        return {k: {"val": {"map50_95": {None: 0.3, 1.0: 0.4, 2.0: 0.35}[k[2]] + k[1] / 100},
+                    "quality": {"map50_95": 0.2}, "variant": None, "history": []} for k in jobs}
+
+    monkeypatch.setattr(workers, "run", fake_run)
+    td = SimpleNamespace(model="teacher", data="d.yaml", config=SimpleNamespace(img_size=64, batch=4, lr=0.01))
+    res = distill_runs.detector_students(td, "student.yaml", [0, 1, 2], tmp_path, epochs=3, weights=[2.0, 1.0],
+                                         box_ratio=0.1, temperature=2.0, workers=2)
+    assert phases == [([("kd", 0, 2.0), ("kd", 0, 1.0), ("scratch", 0, None), ("scratch", 1, None), ("scratch", 2, None)], 2, 1),
+                      ([("kd", 1, 1.0), ("kd", 2, 1.0)], 2, 1)]   # the later seeds' KD students wait for the choice
+    assert res["weight"] == 1.0 and sorted(res["runs"]["kd"]) == [0, 1, 2]
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        distill_runs.detector_students(td, "student.yaml", [0], tmp_path, epochs=3, weights=[1.0], box_ratio=0.1,
+                                       temperature=2.0, workers=0)
+
+
 def test_export_rows_carry_quality_size_speed_and_say_what_was_skipped(monkeypatch):
     from common import export_runs, measure
 

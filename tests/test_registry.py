@@ -305,6 +305,16 @@ def test_the_knee_of_a_sweep_is_the_first_level_past_the_tolerance():
         report.first_drop(levels, [0.8] * 3, 0.826, 0.01)
 
 
+def test_the_cheapest_level_that_holds_is_the_first_within_the_tolerance():
+    clusters = [4, 16, 32]                                                                     # hw4's yolov8n, fine-tuned
+    assert report.first_within(clusters, [0.2804, 0.6335, 0.6419], 0.6577, 0.02) == 32
+    assert report.first_within(clusters, [0.8060, 0.8260, 0.8270], 0.8260, 0.01) == 16
+    assert report.first_within([1, 16], [0.8300, 0.8000], 0.8260, 0.01) == 1                  # above the baseline holds
+    assert report.first_within(clusters, [0.1, 0.2, 0.3], 0.8260, 0.01) is None
+    with pytest.raises(ValueError, match="3 levels but 2 values"):
+        report.first_within(clusters, [0.8, 0.8], 0.826, 0.01)
+
+
 def test_show_renders_every_cell_with_no_whitespace_between_tags():
     import pandas as pd
 

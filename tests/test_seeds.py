@@ -207,3 +207,21 @@ def test_a_log_y_axis_labels_plain_ticks_inside_one_decade():
     assert {"1.5", "2"} <= set(shown)                      # labelled ticks between the data, as plain numbers
     assert float(shown[0]) <= 1.2 and float(shown[-1]) >= 2.7   # a labelled tick at or beyond each end of the data
     plt.close(fig)
+
+
+def test_a_log_x_axis_puts_a_labelled_tick_on_each_side_of_the_points():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from common import report
+
+    fig, ax = plt.subplots()
+    ax.scatter([5.22, 11.67], [0.45, 0.66])            # hw6's detector student and teacher, in MB
+    report.log_x(ax)
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    shown = [float(t.get_text()) for t in ax.get_xticklabels() if t.get_text() and lo <= float(t.get_text()) <= hi]
+    assert (lo, hi) == (5.0, 20.0) and shown == [5.0, 10.0, 20.0]   # not a lone "10" between the two points
+    plt.close(fig)
