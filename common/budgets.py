@@ -78,6 +78,8 @@ BUDGETS: tuple[Budget, ...] = (
     Budget("hw2", "yolov8n", r"tflite int8", DETECTOR_MAP,
            "full-integer TFLite through ultralytics' exporter: the int8 path that loses most on the detector "
            "(NNCF's and ONNX Runtime's int8 of the same model keep within this budget)", known_miss=True),
+    Budget("hw2", "*", r"int8 onnx calib \d+", None, "sweep point, no budget: the calibration-size curve shows how "
+           "many images int8 needs (the value is the mean over seeds; the calibration cell gives every seed)"),
     *_lossless("hw2", r"fp32 onnx|fp32 openvino", "float32 export to another runtime: the runtime switch alone"),
     *_lossless("hw2", r"fp16 .*|dynamic .*|int8 .*|tflite .*", "post-training fp16 / int8"),
     Budget("hw2", "*", r"w4 ptq", None, "experiment, no budget: 4-bit weights, round to nearest (the loss mixed "
