@@ -109,24 +109,30 @@ def detector_students(td, student_yaml: str | Path, seeds: list[int], out: str |
         kd = None if w is None else {"weight": w, "box_weight": box_ratio * w, "temperature": temperature}
         return {"td": td, "student_yaml": student_yaml, "seed": seed, "out": out, "name": name, "epochs": epochs, "kd": kd}
 
-    # phase 1 needs no choice: seed 0's students (distilled first, the longest) and every later
-    # seed's scratch student; phase 2: the later seeds' distilled students at the chosen weight
+    # phase 1: seed 0's distilled students, whose validation scores choose the weight (padded with
+    # scratch students, which need no choice, to fill its last round); phase 2: the rest, scratch
+    # and distilled students alternating, so that the two kinds (distilled ones run the teacher
+    # too, and take longer) share the rounds rather than one of them running alone at the end
+    scratch = {("scratch", s, None): job(s, "scratch") for s in seeds}
     phase1 = {("kd", first, w): job(first, f"kd-w{w:g}", w) for w in weights}
-    phase1[("scratch", first, None)] = job(first, "scratch")
     if workers == 1:   # one after another, in seed order, as a reader follows them
-        phase1 = {k: phase1[k] for k in [("scratch", first, None), *[("kd", first, w) for w in weights]]}
+        phase1 = {("scratch", first, None): scratch.pop(("scratch", first, None)), **phase1}
     else:
-        phase1.update({("scratch", s, None): job(s, "scratch") for s in rest})
+        for key in list(scratch)[:(-len(phase1)) % workers]:
+            phase1[key] = scratch.pop(key)
     total = epochs * (len(weights) + 1 + 2 * len(rest))
     bar = tqdm(total=total, desc=f"detector students ({workers} processes x {threads} thread)", unit="epoch") if workers > 1 else None
     try:
         done = pool.run(_detector_student, phase1, workers=workers, threads=threads, bar=bar)
         chosen = max(weights, key=lambda w: done["kd", first, w]["val"]["map50_95"])   # max keeps the first of a tie
+        later = [(("kd", s, chosen), job(s, f"kd-w{chosen:g}", chosen)) for s in rest]
+        pending = list(scratch.items())
         phase2 = {}
-        for s in rest:
-            if workers == 1:
-                phase2[("scratch", s, None)] = job(s, "scratch")
-            phase2[("kd", s, chosen)] = job(s, f"kd-w{chosen:g}", chosen)
+        while pending or later:   # alternate: a scratch student, then a distilled one
+            for queue in (pending, later):
+                if queue:
+                    key, kwargs = queue.pop(0)
+                    phase2[key] = kwargs
         done.update(pool.run(_detector_student, phase2, workers=workers, threads=threads, bar=bar))
     finally:
         if bar is not None:

@@ -34,7 +34,7 @@ PREFIX = ".check-"
 CHECK: dict[str, dict[str, Any]] = {
     "hw2": {"CALIBRATION_SWEEP": [1, 16], "KEEP_FLOAT": [0, 8], "QAT_ROUNDS": 1,
             "CALIBRATION": 100},
-    "hw3": {"SPARSITIES": [0.5, 0.9], "RATIOS": [0.5], "CRITERIA": ["l1", "fpgm"],
+    "hw3": {"SPARSITIES": [0.5, 0.9], "SIZE_SPARSITIES": [0.5, 0.9], "RATIOS": [0.5], "CRITERIA": ["l1", "fpgm"],
             "TARGET_FT_EPOCHS": {"resnet18": 1, "yolov8n": 1}, "SCAN_IMAGES": 60, "SMALL_EPOCHS": 1},
     "hw4": {"CLUSTERS": [4, 16], "TF_EPOCHS": 10, "TF_FT_EPOCHS": 1, "CQAT_EPOCHS": 1},
     "hw6": {"TEMPERATURES": [4.0], "EPOCHS": 3, "DET_EPOCHS": 2, "DET_KD_WEIGHTS": [2.0]},

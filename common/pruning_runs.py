@@ -154,21 +154,19 @@ def structured_grid(bl, pruned: dict, out, *, seed: int, epochs: float, referenc
     import copy
     from pathlib import Path
 
-    import torch
     from tqdm import tqdm
 
     from common import measure, speed, train, workloads
 
     w, out = bl.config.workload, Path(out)
-    x_bn = torch.as_tensor(workloads.sample_inputs(bl, bn_images, "train", seed=seed))
-    lr = bl.config.lr if w == "resnet18" else None
+    x_bn = _grid_bn_inputs(bl, bn_images, seed)
     grid = {}
     for (crit, r), m0 in tqdm(pruned.items(), desc=f"{w} structured"):
         m = copy.deepcopy(m0)
         figures = measure.model_figures(m, bl.input_shape)
         before = workloads.evaluate(bl, m)
         bn = workloads.evaluate(bl, train.recalibrate_bn(copy.deepcopy(m), x_bn))   # BN statistics only
-        finetune(bl, m, x_bn=x_bn, epochs=epochs, seed=seed, lr=lr)
+        _grid_finetune(bl, m, x_bn, epochs, seed)
         after = workloads.evaluate(bl, m)
         v = workloads.variant(bl, m, out / f"{crit}-{r:.2f}")
         lat = measure.measure(v.path, bl.input_shape, threads=threads, cpu=False, ram=False, gpu=False, label=f"{w} {crit} {r}")
@@ -176,6 +174,35 @@ def structured_grid(bl, pruned: dict, out, *, seed: int, epochs: float, referenc
     timed = speed.compare(reference, {reference: bl.path, **{f"{c} {r:.2f}": z["variant"].path for (c, r), z in grid.items()}},
                           bl.input_shape, threads=threads, desc=f"{w} structured timing")
     return grid, timed
+
+
+def _grid_bn_inputs(bl, bn_images: int, seed: int):
+    """The training images :func:`structured_grid` and :func:`structured_control` re-estimate BatchNorm on."""
+    import torch
+
+    from common import workloads
+
+    return torch.as_tensor(workloads.sample_inputs(bl, bn_images, "train", seed=seed))
+
+
+def _grid_finetune(bl, model, x_bn, epochs: float, seed: int) -> None:
+    """The structured grid's fine-tune: :func:`finetune` from statistics re-estimated on ``x_bn``, at
+    the classifier's training learning rate (the detector: ultralytics' own)."""
+    lr = bl.config.lr if bl.config.workload == "resnet18" else None
+    finetune(bl, model, x_bn=x_bn, epochs=epochs, seed=seed, lr=lr)
+
+
+def structured_control(bl, *, seed: int, epochs: float, bn_images: int = 256) -> dict[str, float]:
+    """The control of :func:`structured_grid`: the unpruned model given exactly the grid's fine-tune
+    (same BatchNorm images, epochs, learning rate and seed). Its metrics say what that fine-tune does
+    on its own, so a pruned model's loss is read against it as well as against the baseline."""
+    import copy
+
+    from common import workloads
+
+    m = copy.deepcopy(bl.model)
+    _grid_finetune(bl, m, _grid_bn_inputs(bl, bn_images, seed), epochs, seed)
+    return workloads.evaluate(bl, m)
 
 
 def criteria_over_seeds(bl, criteria: list[str], ratio: float, seeds: list[int], first: dict[str, float], *,
@@ -310,7 +337,7 @@ def registry_rows(bl, base: dict, sweep: dict, sizes: dict, sparse, nonuniform: 
         if (scope, s, ft) == CONTROL:   # the fine-tune alone: read in the notebook, not a compressed model
             continue
         name, method = f"unstructured {scope} {s:.2f}{' ft' if ft else ''}", f"L1 magnitude, {scope}" + (" + fine-tune" if ft else "")
-        if scope == "global" and ft:
+        if scope == "global" and ft and s in sizes:   # the levels whose files were written
             z = sizes[s]
             rows.append(registry.row(*key, name, method, r, dense, sparse[f"{s:.2f}"].columns(), sparsity=r["sparsity"],
                                      size_mb=z["dense"], gzip_mb=z["gzip"], speedup_vs=reference,

@@ -64,7 +64,7 @@ def run(fn: Callable[..., Any], jobs: dict[Hashable, dict], *, workers: int = 2,
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     check_workers(workers)
-    if workers == 1:
+    if workers == 1 or not jobs:   # here, one after another (no jobs: nothing to start)
         return {key: fn(**kwargs) for key, kwargs in jobs.items()}
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -76,7 +76,7 @@ def run(fn: Callable[..., Any], jobs: dict[Hashable, dict], *, workers: int = 2,
                 bar.update(n)
 
     results: dict[Hashable, Any] = {}
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)) or 1, mp_context=ctx, initializer=_init,
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx, initializer=_init,
                              initargs=(threads, queue)) as pool:
         pending = {pool.submit(fn, **kwargs): key for key, kwargs in jobs.items()}
         try:

@@ -96,7 +96,7 @@ def test_detector_students_choose_the_weight_on_val_then_pair_every_seed(tmp_pat
                                        temperature=2.0)
 
 
-def test_detector_students_in_parallel_train_what_needs_no_choice_first(tmp_path, monkeypatch):
+def test_detector_students_in_parallel_choose_first_then_alternate_the_kinds(tmp_path, monkeypatch):
     from common import workers
 
     phases = []
@@ -110,8 +110,13 @@ def test_detector_students_in_parallel_train_what_needs_no_choice_first(tmp_path
     td = SimpleNamespace(model="teacher", data="d.yaml", config=SimpleNamespace(img_size=64, batch=4, lr=0.01))
     res = distill_runs.detector_students(td, "student.yaml", [0, 1, 2], tmp_path, epochs=3, weights=[2.0, 1.0],
                                          box_ratio=0.1, temperature=2.0, workers=2)
-    assert phases == [([("kd", 0, 2.0), ("kd", 0, 1.0), ("scratch", 0, None), ("scratch", 1, None), ("scratch", 2, None)], 2, 1),
-                      ([("kd", 1, 1.0), ("kd", 2, 1.0)], 2, 1)]   # the later seeds' KD students wait for the choice
+    assert phases == [([("kd", 0, 2.0), ("kd", 0, 1.0)], 2, 1),   # the weight's sweep: one full round of two
+                      ([("scratch", 0, None), ("kd", 1, 1.0), ("scratch", 1, None), ("kd", 2, 1.0), ("scratch", 2, None)], 2, 1)]
+    phases.clear()   # one weight: a scratch student fills phase 1's round
+    distill_runs.detector_students(td, "student.yaml", [0, 1, 2], tmp_path, epochs=3, weights=[1.0],
+                                   box_ratio=0.1, temperature=2.0, workers=2)
+    assert phases == [([("kd", 0, 1.0), ("scratch", 0, None)], 2, 1),
+                      ([("scratch", 1, None), ("kd", 1, 1.0), ("scratch", 2, None), ("kd", 2, 1.0)], 2, 1)]
     assert res["weight"] == 1.0 and sorted(res["runs"]["kd"]) == [0, 1, 2]
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         distill_runs.detector_students(td, "student.yaml", [0], tmp_path, epochs=3, weights=[1.0], box_ratio=0.1,
