@@ -56,6 +56,19 @@ def test_the_structured_grid_scores_as_cut_bn_and_fine_tuned_models(bl, tmp_path
     assert z["variant"].path.exists() and size.count_params(torch.load(z["variant"].path, weights_only=False)) == z["figures"]["params"]
 
 
+def test_the_structured_control_is_the_grid_fine_tune_with_nothing_pruned(bl, tmp_path):
+    """The control gets exactly the grid's fine-tune: an unpruned copy run through the grid scores the same."""
+    import copy
+
+    before = copy.deepcopy(bl.model)
+    ctrl = pruning_runs.structured_control(bl, seed=0, epochs=1, bn_images=64)
+    grid, _ = pruning_runs.structured_grid(bl, {("none", 0.0): copy.deepcopy(bl.model)}, tmp_path, seed=0, epochs=1,
+                                           reference="base", threads=1, bn_images=64)
+    assert ctrl == grid["none", 0.0]["after"] and 0 <= ctrl["accuracy"] <= 1
+    assert pruning.identical(before, bl.model)                                  # the baseline itself is not trained
+    assert ctrl != pruning_runs.structured_control(bl, seed=1, epochs=1, bn_images=64)   # the seed drives the fine-tune
+
+
 def test_the_final_pruned_model_reloads_exports_and_is_timed_against_the_baseline(bl, tmp_path):
     """hw3's last step for real: prune, fine-tune, save, export to ONNX and OpenVINO, check parity
     and quality, measure, time against the baseline and its ONNX export in one run."""

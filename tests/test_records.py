@@ -166,7 +166,7 @@ def test_pruning_rows_cover_every_model_of_the_workload(monkeypatch):
     m = SimpleNamespace(row=lambda: {"size_mb": 1.0, "threads": 2, "notes": "measured"}, notes=["gzip: x"])
     q = {"accuracy": 0.8, "sparsity": 0.5}
     bl = SimpleNamespace(config=SimpleNamespace(workload="resnet18", dataset="digits"), input_shape=(1, 3, 8, 8))
-    sweep = {("global", 0.5, True): q, ("local", 0.5, False): q}
+    sweep = {("global", 0.5, True): q, ("local", 0.5, False): q, ("global", 0.7, True): q}   # 0.7: no files written
     rows = pruning_runs.registry_rows(
         bl, {"params": 10, "gflops": 0.1}, sweep, {0.5: {"dense": 1.0, "gzip": 0.5, "sparse": 0.6, "m": m}},
         {"0.50": timed}, {"non-uniform": q, "global": q, "verdict": "no winner"},
@@ -174,8 +174,10 @@ def test_pruning_rows_cover_every_model_of_the_workload(monkeypatch):
         {"runs": {"onnx": {"quality": q, "m": m, "diff": 1e-6}}, "variant": SimpleNamespace(model=None), "speed": {"onnx": timed}},
         struct_epochs=1, final_epochs=3, seed=0, seeds=[0, 1, 2], metric="accuracy", reference="hw1 baseline", threads=2)
     names = [r["name"] for r in rows]
-    assert names == ["unstructured global 0.50 ft", "unstructured local 0.50", "unstructured non-uniform ft",
-                     "structured l1 0.50 ft", "structured l1 0.50 final onnx"]
+    assert names == ["unstructured global 0.50 ft", "unstructured local 0.50", "unstructured global 0.70 ft",
+                     "unstructured non-uniform ft", "structured l1 0.50 ft", "structured l1 0.50 final onnx"]
+    assert "size_mb" not in rows[2] and "speedup_vs" not in rows[2] and rows[2]["accuracy"] == 0.8   # quality only
+    rows = [r for r in rows if r["name"] != "unstructured global 0.70 ft"]
     assert rows[0]["size_mb"] == 1.0 and rows[0]["speedup_vs"] == "hw1 baseline" and rows[0]["notes"].endswith("; gzip: x")
     assert rows[1]["params"] == 10 and "size_mb" not in rows[1]
     assert rows[3]["params"] == 5 and rows[3]["notes"].startswith("1 fine-tune epochs; as cut accuracy 0.8000")
